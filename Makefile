@@ -1,0 +1,41 @@
+# Everything a fresh machine needs: `make test` and `make demo` create .venv, install the
+# CPU build of torch first (so pip never pulls a multi-GB CUDA build), then the project.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+PIP    := $(PY) -m pip --disable-pip-version-check -q
+STAMP  := $(VENV)/.installed
+REAL_PLANS ?= ../shared/real-plans
+PYTEST_ARGS ?=
+
+.PHONY: install test test-real demo bench fixtures clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install --upgrade pip
+	$(PIP) install -c constraints.txt torch==2.13.0
+	$(PIP) install -c constraints.txt -e '.[test]'
+	touch $(STAMP)
+
+test: $(STAMP)
+	$(PY) -m pytest -n 2 -m "not real" $(PYTEST_ARGS)
+
+test-real: $(STAMP)
+	PLANCHECK_REAL_PLANS=$(REAL_PLANS) $(PY) -m pytest -n 2 -m real tests/test_real_plans.py $(PYTEST_ARGS)
+
+demo: $(STAMP)
+	@echo '$$ plancheck check fixtures/plans/Dataset901_CTIsotropic/nnUNetPlans.json fixtures/plans/Dataset902_CTAnisotropic/nnUNetPlans.json --problems-only'
+	@$(VENV)/bin/plancheck check fixtures/plans/Dataset901_CTIsotropic/nnUNetPlans.json \
+		fixtures/plans/Dataset902_CTAnisotropic/nnUNetPlans.json --problems-only; \
+		echo "(exit code $$?: 1 means nnU-Net would refuse these weights)"
+
+bench: $(STAMP)
+	$(PY) bench/bench.py
+
+fixtures: $(STAMP)
+	$(PY) fixtures/generate.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache build *.egg-info

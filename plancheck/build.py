@@ -1,0 +1,70 @@
+"""Build networks on PyTorch's meta device and read their state_dict shapes.
+
+The network is built by nnU-Net's ``get_network_from_plans``, which is what
+``nnUNetTrainer.build_network_architecture`` calls (deep supervision on), under
+``torch.device("meta")``: parameters get shapes but no memory, and ``allow_init=False``
+skips the weight initialisation, which does not change any shape. This is the only
+module (with the trainer lookup it will grow) that imports torch; it does so lazily.
+"""
+
+from __future__ import annotations
+
+import typing as t
+
+from plancheck._nnunet import captured_warnings, quiet
+from plancheck.errors import BuildError
+from plancheck.shapes import ShapeTable
+from plancheck.spec import NetworkSpec
+
+if t.TYPE_CHECKING:
+    import torch
+
+__all__ = ["build_meta_network", "network_shapes", "shapes_of_module"]
+
+
+def build_meta_network(spec: NetworkSpec, *, source: str = "") -> torch.nn.Module:
+    """Construct the network exactly as nnU-Net's trainer would, on the meta device."""
+    import torch
+
+    with quiet(), captured_warnings():
+        from nnunetv2.utilities.get_network_from_plans import get_network_from_plans
+
+        try:
+            with torch.device("meta"):
+                return get_network_from_plans(
+                    spec.class_path,
+                    spec.arch_kwargs,
+                    list(spec.requires_import),
+                    spec.input_channels,
+                    spec.output_channels,
+                    allow_init=False,
+                    deep_supervision=spec.deep_supervision,
+                )
+        except Exception as e:  # constructor errors of arbitrary architectures
+            message = str(e).strip().splitlines()[0] if str(e).strip() else ""
+            raise BuildError(
+                f"nnU-Net cannot build {spec.class_name} from these plans: {type(e).__name__}: {message}",
+                path=source or None,
+            ) from e
+
+
+def shapes_of_module(module: torch.nn.Module, origin: str = "meta network") -> ShapeTable:
+    """The state_dict's shapes; keys holding the same tensor object are aliases."""
+    state = module.state_dict(keep_vars=True)
+    return ShapeTable.from_items(((k, tuple(v.shape), id(v)) for k, v in state.items()), origin=origin)
+
+
+_CACHE: dict[str, ShapeTable] = {}
+_CACHE_SIZE = 256
+
+
+def network_shapes(spec: NetworkSpec, *, source: str = "") -> ShapeTable:
+    """Shapes of the network ``spec`` describes (cached: attribution and matrix rebuild often)."""
+    key = spec.key()
+    table = _CACHE.get(key)
+    if table is None:
+        table = shapes_of_module(build_meta_network(spec, source=source))
+        if len(_CACHE) >= _CACHE_SIZE:
+            _CACHE.pop(next(iter(_CACHE)))
+        _CACHE[key] = table
+    return table

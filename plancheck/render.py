@@ -1,0 +1,192 @@
+"""Renderers: text, JSON and Markdown, all reading the same result records.
+
+A new format is one function in :data:`RENDERERS`. Each renderer takes a result that
+has ``to_dict()`` and is registered for its type (a check :class:`~plancheck.report.Report`
+here; later modules register their own results through :func:`register`).
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import typing as t
+
+from plancheck.report import Report, Status, TensorRow
+from plancheck.shapes import Shape
+
+__all__ = ["OutputFormat", "RENDERERS", "format_shape", "register", "render"]
+
+
+class OutputFormat(str, enum.Enum):
+    TEXT = "text"
+    JSON = "json"
+    MARKDOWN = "markdown"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+Renderer = t.Callable[[t.Any, bool], str]
+#: (result type, format) -> renderer(result, verbose)
+RENDERERS: dict[tuple[type, OutputFormat], Renderer] = {}
+
+
+def register(result_type: type, fmt: OutputFormat) -> t.Callable[[Renderer], Renderer]:
+    def deco(fn: Renderer) -> Renderer:
+        RENDERERS[(result_type, fmt)] = fn
+        return fn
+
+    return deco
+
+
+def render(result: t.Any, fmt: str | OutputFormat = OutputFormat.TEXT, *, verbose: bool = True) -> str:
+    fmt = OutputFormat(fmt)
+    for klass in type(result).__mro__:
+        renderer = RENDERERS.get((klass, fmt))
+        if renderer is not None:
+            return renderer(result, verbose)
+    raise TypeError(f"no {fmt} renderer for {type(result).__name__}")
+
+
+def format_shape(shape: Shape | None) -> str:
+    return "—" if shape is None else "[" + ", ".join(str(s) for s in shape) + "]"
+
+
+def format_value(value: t.Any) -> str:
+    if value is None:
+        return "—"
+    return json.dumps(value, separators=(", ", ": ")) if not isinstance(value, str) else value
+
+
+def _pct(part: int, whole: int) -> str:
+    return f"{100.0 * part / whole:.1f}%" if whole else "100.0%"
+
+
+@register(Report, OutputFormat.JSON)
+def _report_json(report: Report, verbose: bool) -> str:
+    return json.dumps(report.to_dict(), indent=2)
+
+
+def _verdict_line(report: Report) -> str:
+    if report.compatible:
+        return "COMPATIBLE: nnU-Net's load_pretrained_weights would load these weights"
+    ff = report.first_failure
+    assert ff is not None
+    if ff.reason == "missing":
+        why = "missing in the source"
+    else:
+        why = f"shape: source {format_shape(ff.source_shape)}, target {format_shape(ff.target_shape)}"
+    return f"INCOMPATIBLE: nnU-Net's load_pretrained_weights would stop at {ff.key} ({why})"
+
+
+def _side_line(side: t.Any) -> str:
+    heads = "head unknown" if side.segmentation_heads is None else f"{side.segmentation_heads} heads"
+    channels = f"{side.input_channels} input channel{'s' if side.input_channels != 1 else ''}"
+    return (
+        f"{side.plans} [{side.configuration}]: {side.network_class}, {channels} "
+        f"(from {side.input_channels_from}), {heads}"
+    )
+
+
+def _load_lines(report: Report) -> list[tuple[str, str, str]]:
+    s = report.summary
+    rows = [
+        (
+            "all",
+            f"{s.tensors_loadable} of {s.tensors_total} tensors ({_pct(s.tensors_loadable, s.tensors_total)})",
+            f"{s.parameters_loadable:,} of {s.parameters_total:,} parameters "
+            f"({_pct(s.parameters_loadable, s.parameters_total)})",
+        )
+    ]
+    for p in s.parts:
+        rows.append(
+            (
+                p.name,
+                f"{p.tensors_loadable} of {p.tensors_total} tensors ({_pct(p.tensors_loadable, p.tensors_total)})",
+                f"{p.parameters_loadable:,} of {p.parameters_total:,} parameters "
+                f"({_pct(p.parameters_loadable, p.parameters_total)})",
+            )
+        )
+    return rows
+
+
+def _tensor_rows(report: Report, verbose: bool) -> list[TensorRow]:
+    rows = list(report.tensors)
+    if not verbose:
+        rows = [r for r in rows if r.status is not Status.OK]
+    return rows
+
+
+def _cause_text(row: TensorRow) -> str:
+    return ", ".join(c.parameter for c in row.causes)
+
+
+def _report_sections(report: Report, verbose: bool, fmt: str) -> list[tuple[str, str]]:
+    from tabulate import tabulate
+
+    sections: list[tuple[str, str]] = []
+    sections.append(("", _verdict_line(report)))
+    sections.append(
+        ("", f"source  {_side_line(report.source)}\ntarget  {_side_line(report.target)}")
+    )
+    if report.root_causes:
+        table = [
+            (
+                rc.cause.parameter,
+                format_value(rc.cause.source),
+                format_value(rc.cause.target),
+                rc.tensors,
+                f"{rc.parameters:,}",
+                rc.note,
+            )
+            for rc in report.root_causes
+        ]
+        sections.append(
+            (
+                "Root causes",
+                tabulate(table, headers=["parameter", "source", "target", "tensors", "parameters", "note"],
+                         tablefmt=fmt, disable_numparse=True),
+            )
+        )
+    sections.append(("Would load", tabulate(_load_lines(report), tablefmt=fmt if fmt == "github" else "plain",
+                                            headers=["part", "tensors", "parameters"] if fmt == "github" else ())))
+    if report.warnings:
+        sections.append(("Warnings", "\n".join(f"- {w}" for w in report.warnings)))
+    notes = [*report.source.notes, *report.target.notes, *report.notes]
+    if notes:
+        sections.append(("Notes", "\n".join(f"- {n}" for n in notes)))
+    rows = _tensor_rows(report, verbose)
+    has_causes = any(r.causes for r in rows)
+    table = []
+    for r in rows:
+        line = [r.status.value, r.key, r.aliases or "", format_shape(r.source_shape), format_shape(r.target_shape)]
+        if has_causes:
+            line.append(_cause_text(r))
+        table.append(line)
+    headers = ["status", "key", "aliases", "source shape", "target shape"] + (["cause"] if has_causes else [])
+    title = "Tensors" if verbose else "Tensors that do not load as they are (all others: ok)"
+    if table:
+        sections.append((title, tabulate(table, headers=headers, tablefmt=fmt, disable_numparse=True)))
+    return sections
+
+
+@register(Report, OutputFormat.TEXT)
+def _report_text(report: Report, verbose: bool) -> str:
+    parts = []
+    for title, body in _report_sections(report, verbose, "simple"):
+        parts.append(f"{title}\n{body}" if title else body)
+    return "\n\n".join(parts) + "\n"
+
+
+@register(Report, OutputFormat.MARKDOWN)
+def _report_markdown(report: Report, verbose: bool) -> str:
+    parts = ["## plancheck"]
+    for title, body in _report_sections(report, verbose, "github"):
+        if not title:
+            lines = body.splitlines()
+            parts.append("\n".join(f"- {line}" if len(lines) > 1 else f"**{line}**" for line in lines))
+        elif title in ("Warnings", "Notes"):
+            parts.append(f"### {title}\n\n{body}")
+        else:
+            parts.append(f"### {title}\n\n{body}")
+    return "\n\n".join(parts) + "\n"
