@@ -129,6 +129,62 @@ def check_command(
     return int(ExitCode.OK if report.compatible else ExitCode.INCOMPATIBLE)
 
 
+@cli.command("diff")
+@click.argument("plans_a", metavar="PLANS_A")
+@click.argument("plans_b", metavar="PLANS_B")
+@click.option(
+    "-c",
+    "--configuration",
+    "configurations",
+    multiple=True,
+    metavar="NAME",
+    help="Configuration to compare; repeatable.  [default: every configuration both files have]",
+)
+@click.option(
+    "--target-configuration",
+    default=None,
+    metavar="NAME",
+    help="Compare the one -c configuration of PLANS_A with this configuration of PLANS_B.",
+)
+@click.option("--dataset-json-a", default=None, metavar="FILE", help="Default: dataset.json next to PLANS_A.")
+@click.option("--dataset-json-b", default=None, metavar="FILE", help="Default: dataset.json next to PLANS_B.")
+@_common
+@_run
+def diff_command(
+    plans_a: str,
+    plans_b: str,
+    configurations: tuple[str, ...],
+    target_configuration: str | None,
+    dataset_json_a: str | None,
+    dataset_json_b: str | None,
+    fmt: str,
+) -> int:
+    """Compare two plans files, each difference in one category. Never imports torch.
+
+    Configurations are compared resolved (inherits_from applied, the old plans format
+    converted); paths are printed as they stand in each file.
+
+    \b
+    Categories: architecture (weight shapes or keys), io (channels, labels, regions),
+                preprocessing, training, identity.
+    Exit codes: 0 no architecture or io difference, 1 otherwise, 2 usage error,
+                3 input that cannot be read.
+    """
+    from plancheck.plansdiff import diff
+    from plancheck.render import render
+
+    result = diff(
+        plans_a,
+        plans_b,
+        configurations or None,
+        target_configuration=target_configuration,
+        dataset_json_a=dataset_json_a,
+        dataset_json_b=dataset_json_b,
+    )
+    click.echo(render(result, fmt), nl=False)
+    return int(ExitCode.INCOMPATIBLE if result.has_blocking else ExitCode.OK)
+
+
 def main(argv: t.Sequence[str] | None = None) -> None:
     """Console-script entry point."""
     cli.main(args=list(argv) if argv is not None else None, prog_name="plancheck")
