@@ -1,0 +1,339 @@
+"""Name the plans or dataset.json field behind every tensor that does not load, by intervention.
+
+No table of key names is involved, so this works for architecture classes plancheck has
+never seen. For every difference between the two network specs (one element of a
+per-stage list, a scalar field, the class, the input channels) the target is rebuilt on
+the meta device with that one value taken from the source ("repair"). The failing keys
+that then load are explained by that difference. A tensor that two differences break at
+once (a conv weight whose kernel size *and* width changed) is repaired by neither alone;
+for those the reverse intervention decides: the source rebuilt with the target's value of
+one difference ("break") shows every difference that breaks the key on its own.
+
+Parameters that only change together form one group: the stage count changes the length
+of every per-stage list, so a depth change is a single intervention ("depth: 6 stages vs 7").
+"""
+
+from __future__ import annotations
+
+import copy
+import typing as t
+from dataclasses import dataclass, replace
+
+from plancheck.build import network_shapes
+from plancheck.compare import key_status
+from plancheck.errors import InputError
+from plancheck.report import Cause, RootCause, Status, TensorRow
+from plancheck.shapes import ShapeTable
+from plancheck.spec import NetworkSpec, Side
+
+__all__ = ["Intervention", "attribute", "interventions"]
+
+Json = t.Any
+_ABSENT = object()
+_BAD = frozenset({Status.MISMATCH, Status.MISSING, Status.UNUSED})
+
+
+@dataclass(frozen=True)
+class Intervention:
+    """One difference between the two specs, and how to move either spec across it."""
+
+    causes: tuple[Cause, ...]
+    repair: t.Callable[[NetworkSpec], NetworkSpec]  # target -> target with the source's value
+    breaks: t.Callable[[NetworkSpec], NetworkSpec]  # source -> source with the target's value
+    note: str = ""
+
+    @property
+    def label(self) -> str:
+        return ", ".join(c.parameter for c in self.causes)
+
+
+def _set_kwargs(updates: dict[str, Json], removals: t.Iterable[str] = ()) -> t.Callable[[NetworkSpec], NetworkSpec]:
+    def apply(spec: NetworkSpec) -> NetworkSpec:
+        kwargs = copy.deepcopy(spec.arch_kwargs)
+        kwargs.update(copy.deepcopy(updates))
+        for key in removals:
+            kwargs.pop(key, None)
+        return spec.with_arch_kwargs(kwargs)
+
+    return apply
+
+
+def _set_element(key: str, index: int, value: Json) -> t.Callable[[NetworkSpec], NetworkSpec]:
+    def apply(spec: NetworkSpec) -> NetworkSpec:
+        kwargs = copy.deepcopy(spec.arch_kwargs)
+        kwargs[key] = list(kwargs[key])
+        kwargs[key][index] = copy.deepcopy(value)
+        return spec.with_arch_kwargs(kwargs)
+
+    return apply
+
+
+def _conv_dim(conv_op: Json) -> int | None:
+    """1, 2 or 3 for torch's ConvNd class paths; None for anything else."""
+    if isinstance(conv_op, str) and conv_op.rsplit(".", 1)[-1] in ("Conv1d", "Conv2d", "Conv3d"):
+        return int(conv_op[-2])
+    return None
+
+
+def _per_axis_lengths(value: Json) -> tuple[int, ...] | None:
+    """Lengths of a per-stage list of per-axis lists (kernel_sizes, strides), else None."""
+    if isinstance(value, list) and value and all(isinstance(v, list) for v in value):
+        return tuple(len(v) for v in value)
+    return None
+
+
+def _is_permutation(a: Json, b: Json) -> bool:
+    return isinstance(a, list) and isinstance(b, list) and a != b and sorted(map(repr, a)) == sorted(map(repr, b))
+
+
+_PERMUTATION_NOTE = "same values in another axis order: transpose_forward or spacing (anisotropy) differs"
+
+
+class _Paths:
+    """Render a canonical configuration path as it stands in one side's file."""
+
+    def __init__(self, side: Side) -> None:
+        self.side = side
+
+    def __call__(self, canonical: tuple[str | int, ...]) -> str:
+        from plancheck.paths import format_path, locate
+
+        return format_path(locate(self.side.plans, self.side.configuration, canonical))
+
+
+def interventions(source: Side, target: Side) -> list[Intervention]:
+    """Every difference between the source's and the target's network, as an intervention."""
+    s, tg = source.spec, target.spec
+    path = _Paths(target)
+    arch = ("architecture", "arch_kwargs")
+    result: list[Intervention] = []
+    skw, tkw = s.arch_kwargs, tg.arch_kwargs
+
+    # Depth: the stage count and every per-stage list whose length follows it change together.
+    depth_keys: list[str] = []
+    if skw.get("n_stages", _ABSENT) != tkw.get("n_stages", _ABSENT):
+        depth_keys = ["n_stages"] + [
+            k
+            for k in sorted(set(skw) & set(tkw))
+            if isinstance(skw[k], list) and isinstance(tkw[k], list) and len(skw[k]) != len(tkw[k])
+        ]
+        updates = {k: skw[k] for k in depth_keys if k in skw}
+        back = {k: tkw[k] for k in depth_keys if k in tkw}
+        causes = tuple(Cause(path((*arch, k)), skw.get(k), tkw.get(k)) for k in depth_keys)
+        result.append(
+            Intervention(
+                causes=causes,
+                repair=_set_kwargs(updates),
+                breaks=_set_kwargs(back),
+                note=f"depth: {skw.get('n_stages')} stages vs {tkw.get('n_stages')}; the per-stage lists change with it",
+            )
+        )
+
+    # Dimension: 2D weights against a 3D network. conv_op, the norm/dropout ops and the
+    # per-axis lists (kernel_sizes, strides) change together.
+    dim_keys: list[str] = []
+    s_dim, t_dim = _conv_dim(skw.get("conv_op")), _conv_dim(tkw.get("conv_op"))
+    if s_dim != t_dim and s_dim and t_dim:
+        dim_keys = [k for k in ("conv_op", "norm_op", "dropout_op") if skw.get(k) != tkw.get(k)]
+        dim_keys += [
+            k
+            for k in sorted(set(skw) & set(tkw))
+            if k not in depth_keys and _per_axis_lengths(skw[k]) != _per_axis_lengths(tkw[k])
+        ]
+        result.append(
+            Intervention(
+                causes=tuple(Cause(path((*arch, k)), skw.get(k), tkw.get(k)) for k in dim_keys),
+                repair=_set_kwargs({k: skw[k] for k in dim_keys}),
+                breaks=_set_kwargs({k: tkw[k] for k in dim_keys}),
+                note=f"dimension: {s_dim}D vs {t_dim}D",
+            )
+        )
+    depth_keys += dim_keys
+
+    class_differs = s.class_path != tg.class_path
+    only_source = sorted(set(skw) - set(tkw))
+    only_target = sorted(set(tkw) - set(skw))
+    if class_differs:
+        # A class brings its own keyword names (n_conv_per_stage vs n_blocks_per_stage): they move with it.
+        cls_causes = [Cause(_class_path(target), s.declared_class_path or s.class_path,
+                            tg.declared_class_path or tg.class_path)]
+        cls_causes += [Cause(path((*arch, k)), skw.get(k), tkw.get(k)) for k in [*only_source, *only_target]]
+        src_class, tgt_class = s.class_path, tg.class_path
+        repair_kw = _set_kwargs({k: skw[k] for k in only_source}, only_target)
+        break_kw = _set_kwargs({k: tkw[k] for k in only_target}, only_source)
+        result.append(
+            Intervention(
+                causes=tuple(cls_causes),
+                repair=lambda spec: replace(repair_kw(spec), class_path=src_class),
+                breaks=lambda spec: replace(break_kw(spec), class_path=tgt_class),
+                note="network class differs" + (" (with its own keyword arguments)" if only_source or only_target else ""),
+            )
+        )
+
+    for key in sorted(set(skw) | set(tkw)):
+        if key in depth_keys or (class_differs and (key in only_source or key in only_target)):
+            continue
+        a, b = skw.get(key, _ABSENT), tkw.get(key, _ABSENT)
+        if a == b:
+            continue
+        if isinstance(a, list) and isinstance(b, list) and len(a) == len(b):
+            for i, (ai, bi) in enumerate(zip(a, b)):
+                if ai == bi:
+                    continue
+                result.append(
+                    Intervention(
+                        causes=(Cause(path((*arch, key, i)), ai, bi),),
+                        repair=_set_element(key, i, ai),
+                        breaks=_set_element(key, i, bi),
+                        note=_PERMUTATION_NOTE if _is_permutation(ai, bi) else "",
+                    )
+                )
+            continue
+        av = None if a is _ABSENT else a
+        bv = None if b is _ABSENT else b
+        result.append(
+            Intervention(
+                causes=(Cause(path((*arch, key)), av, bv),),
+                repair=_set_kwargs({key: a} if a is not _ABSENT else {}, [] if a is not _ABSENT else [key]),
+                breaks=_set_kwargs({key: b} if b is not _ABSENT else {}, [] if b is not _ABSENT else [key]),
+                note=_PERMUTATION_NOTE if _is_permutation(a, b) else "",
+            )
+        )
+
+    if s.input_channels != tg.input_channels:
+        n_src, n_tgt = s.input_channels, tg.input_channels
+        result.append(
+            Intervention(
+                causes=_input_channel_causes(source, target),
+                repair=lambda spec: replace(spec, input_channels=n_src),
+                breaks=lambda spec: replace(spec, input_channels=n_tgt),
+                note=f"input channels: {n_src} vs {n_tgt}",
+            )
+        )
+    return result
+
+
+def _class_path(side: Side) -> str:
+    from plancheck.paths import format_path, locate
+
+    return format_path(locate(side.plans, side.configuration, ("architecture", "network_class_name")))
+
+
+def _channel_parts(side: Side) -> tuple[Json, int, Json]:
+    """(channel description, number of cascade label channels, labels) of one side."""
+    if side.dataset_json is None:
+        return side.configuration.data.get("normalization_schemes"), 0, None
+    data = side.dataset_json.data
+    channels = data.get(side.dataset_json.channel_key)
+    cascade = side.spec.input_channels - len(channels) if side.configuration.is_cascade else 0
+    return channels, cascade, data.get("labels")
+
+
+def _input_channel_causes(source: Side, target: Side) -> tuple[Cause, ...]:
+    s_channels, s_cascade, s_labels = _channel_parts(source)
+    t_channels, t_cascade, t_labels = _channel_parts(target)
+    s_count = source.spec.input_channels - s_cascade
+    t_count = target.spec.input_channels - t_cascade
+    causes: list[Cause] = []
+    if s_count != t_count:
+        if target.dataset_json is not None:
+            causes.append(Cause(f"dataset.json:{target.dataset_json.channel_key}", s_channels, t_channels))
+        else:
+            from plancheck.paths import format_path, locate
+
+            param = format_path(locate(target.plans, target.configuration, ("normalization_schemes",)))
+            causes.append(Cause(param, s_channels, t_channels))
+    if s_cascade != t_cascade:
+        causes.append(Cause("dataset.json:labels (foreground labels fed to the cascade)", s_labels, t_labels))
+    if not causes:  # pragma: no cover - the counts differ, so one of the two parts does
+        causes.append(Cause("input channels", source.spec.input_channels, target.spec.input_channels))
+    return tuple(causes)
+
+
+def _failing(source: ShapeTable, target: ShapeTable) -> set[str]:
+    keys = set(target.shapes) | set(source.shapes)
+    return {k for k in keys if key_status(k, source, target) in _BAD}
+
+
+def _try_shapes(spec: NetworkSpec, label: str) -> ShapeTable | None:
+    try:
+        return network_shapes(spec, source=label)
+    except InputError:
+        return None
+
+
+def attribute(
+    source: Side,
+    target: Side,
+    source_shapes: ShapeTable,
+    target_shapes: ShapeTable,
+    rows: t.Sequence[TensorRow],
+) -> tuple[tuple[TensorRow, ...], tuple[RootCause, ...]]:
+    """Attach causes to every mismatch/missing/unused row, and count what each cause explains.
+
+    ``source_shapes`` are the shapes actually compared on the source side (a network
+    built from the source's plans, or a checkpoint's tensors). The "break" direction
+    rebuilds the source from its spec, so it is used only when that spec reproduces
+    ``source_shapes``.
+    """
+    failing = _failing(source_shapes, target_shapes)
+    if not failing:
+        return tuple(rows), ()
+    candidates = interventions(source, target)
+    explained: dict[str, list[int]] = {}
+    for index, iv in enumerate(candidates):
+        repaired = _try_shapes(iv.repair(target.spec), target.label)
+        if repaired is None:
+            continue
+        for key in failing - _failing(source_shapes, repaired):
+            explained.setdefault(key, []).append(index)
+    unexplained = failing - set(explained)
+    if unexplained:
+        own = _try_shapes(source.spec, source.label)
+        if own is not None and own.shapes == source_shapes.shapes:
+            for index, iv in enumerate(candidates):
+                broken = _try_shapes(iv.breaks(source.spec), source.label)
+                if broken is None:
+                    continue
+                newly = _failing(source_shapes, broken) & unexplained
+                for key in newly:
+                    explained.setdefault(key, []).append(index)
+    joint = tuple(c for iv in candidates for c in iv.causes)
+
+    new_rows: list[TensorRow] = []
+    counts: dict[int, list[int]] = {}
+    joint_counts = [0, 0]
+    for row in rows:
+        if row.status not in _BAD:
+            new_rows.append(row)
+            continue
+        indices = sorted({i for k in row.keys for i in explained.get(k, ())})
+        if indices:
+            causes = tuple(c for i in indices for c in candidates[i].causes)
+            for i in indices:
+                acc = counts.setdefault(i, [0, 0])
+                acc[0] += 1
+                acc[1] += row.parameters
+        else:
+            causes = joint or (Cause("no plans field differs: the weights do not match their plans", None, None),)
+            joint_counts[0] += 1
+            joint_counts[1] += row.parameters
+        new_rows.append(replace(row, causes=causes))
+
+    root: list[RootCause] = []
+    for i in sorted(counts, key=lambda i: (-counts[i][1], i)):
+        iv = candidates[i]
+        note = iv.note
+        if len(iv.causes) > 1:
+            rest = ", ".join(c.parameter.rsplit(".", 1)[-1] for c in iv.causes[1:])
+            note = f"{note}; together with {rest}" if note else f"together with {rest}"
+        root.append(RootCause(iv.causes[0], counts[i][0], counts[i][1], note))
+    if joint_counts[0]:
+        if joint:
+            head = Cause("combination: " + "; ".join(iv.label for iv in candidates), None, None)
+            note = "no single difference explains these; only the differences together do"
+        else:
+            head = Cause("(unexplained)", None, None)
+            note = "no plans difference explains these"
+        root.append(RootCause(head, joint_counts[0], joint_counts[1], note))
+    return tuple(new_rows), tuple(root)
