@@ -1,0 +1,49 @@
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import sys
+
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+FIXTURES = ROOT / "fixtures" / "plans"
+NON_PLANS = {"dataset.json", "dataset_fingerprint.json"}
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+
+
+def fixture_plans() -> list[pathlib.Path]:
+    """Every plans file the fixture generator wrote (nnU-Net planner output and its derived files)."""
+    return sorted(p for p in FIXTURES.glob("*/*.json") if p.name not in NON_PLANS)
+
+
+def fixture_id(path: pathlib.Path) -> str:
+    return f"{path.parent.name}/{path.stem}"
+
+
+def load(path: os.PathLike | str) -> dict:
+    with open(path) as fh:
+        return json.load(fh)
+
+
+def fixture(dataset: str, plans: str = "nnUNetPlans") -> pathlib.Path:
+    path = FIXTURES / dataset / f"{plans}.json"
+    assert path.is_file(), path
+    return path
+
+
+@pytest.fixture
+def run_cli(capsys):
+    """Run the CLI in-process; return (exit code, stdout, stderr)."""
+    from plancheck.cli import main
+
+    def run(*args: str) -> tuple[int, str, str]:
+        with pytest.raises(SystemExit) as exc:
+            main([str(a) for a in args])
+        out, err = capsys.readouterr()
+        code = exc.value.code
+        return (0 if code is None else int(code)), out, err
+
+    return run
