@@ -23,7 +23,7 @@ test: $(STAMP)
 	$(PY) -m pytest -n 2 -m "not real" $(PYTEST_ARGS)
 
 test-real: $(STAMP)
-	PLANCHECK_REAL_PLANS=$(REAL_PLANS) $(PY) -m pytest -n 2 -m real tests/test_real_plans.py $(PYTEST_ARGS)
+	PLANCHECK_REAL_PLANS=$(REAL_PLANS) $(PY) -m pytest -n 2 -m real $(PYTEST_ARGS)
 
 demo: $(STAMP)
 	@echo '$$ plancheck check fixtures/plans/Dataset901_CTIsotropic/nnUNetPlans.json fixtures/plans/Dataset902_CTAnisotropic/nnUNetPlans.json --problems-only'

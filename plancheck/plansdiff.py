@@ -650,19 +650,41 @@ def display_path(change: PlanChange, *, sep: str = " ") -> str:
 
 
 def preprocessing_warnings(result: PlansDiff, *, names: tuple[str, str] = ("A", "B")) -> list[str]:
-    """One short sentence per ``preprocessing`` difference (``plancheck check`` lists them as warnings)."""
+    """One short sentence per ``preprocessing`` difference (``plancheck check`` lists them as warnings).
+
+    Per-channel intensity statistics are summarised in one sentence per channel: they
+    matter together (CT clipping and scaling), and seven lines for one channel hide the rest.
+    """
     out = []
+    statistics: dict[tuple, list[PlanChange]] = {}
     for change in result.changes:
         if change.category is not Category.PREPROCESSING:
             continue
         inner = change.path[2:] if change.path[:1] == ("configurations",) else change.path
         field = next((str(p) for p in inner if isinstance(p, str)), "")
+        if field == "foreground_intensity_properties_per_channel" and len(change.path) >= 3:
+            group = change.path[:2]
+            if group not in statistics:
+                statistics[group] = []
+                out.append(group)  # placeholder keeps the order of first appearance
+            statistics[group].append(change)
+            continue
         what = _HUMAN.get(field, format_path(inner) or "field")
         where = display_path(change)
         sentence = f"{what} differs ({where}): {_shown(change, 'A')} in {names[0]}, {_shown(change, 'B')} in {names[1]}"
         if change.note:
             sentence += f"; {change.note}"
         out.append(sentence)
+    for index, item in enumerate(out):
+        if isinstance(item, tuple):
+            changes = statistics[item]
+            shown = ", ".join(
+                f"{c.path[-1]} {_shown(c, 'A')} vs {_shown(c, 'B')}" for c in changes
+            )
+            out[index] = (
+                f"foreground intensity statistics of channel {item[1]} differ ({format_path(item)}; "
+                f"{names[0]} vs {names[1]}: {shown}): CTNormalization clips and scales with these"
+            )
     return out
 
 

@@ -374,9 +374,17 @@ def test_dicts_are_not_mutated():
 def test_preprocessing_warnings():
     result = diff(fixture(D901), fixture(D902), "3d_fullres")
     warnings = preprocessing_warnings(result, names=("source", "target"))
-    assert len(warnings) == sum(1 for c in result.changes if c.category is Category.PREPROCESSING)
+    preprocessing = [c for c in result.changes if c.category is Category.PREPROCESSING]
+    statistics = [c for c in preprocessing if c.path[0] == "foreground_intensity_properties_per_channel"]
+    assert len(statistics) > 1
+    # one sentence per difference, except the intensity statistics: one sentence per channel
+    channels = {c.path[1] for c in statistics}
+    assert len(warnings) == len(preprocessing) - len(statistics) + len(channels)
     assert any(w.startswith("target spacing differs (configurations.3d_fullres.spacing)") for w in warnings)
-    assert all("in source" in w and "in target" in w for w in warnings)
+    (stats,) = [w for w in warnings if w.startswith("foreground intensity statistics of channel 0")]
+    for c in statistics:
+        assert f"{c.path[-1]} " in stats
+    assert all(("in source" in w and "in target" in w) or "source vs target" in w for w in warnings)
 
 
 def test_classification_table_covers_every_field_planners_write():
@@ -546,9 +554,9 @@ def _real_plans() -> list[pathlib.Path]:
 
 
 @pytest.mark.real
-@pytest.mark.skipif(not _real_plans(), reason="set PLANCHECK_REAL_PLANS to the real plans folder")
 def test_every_real_plans_file_diffs_against_every_other():
     files = _real_plans()
+    assert len(files) == 44, "make test-real sets PLANCHECK_REAL_PLANS to the 44 real plans files"
 
     def dataset_json(path: pathlib.Path) -> pathlib.Path | None:
         companion = path.with_name(path.stem + ".dataset.json")
