@@ -11,21 +11,14 @@ __version__ = "0.1.0"
 
 __all__ = ["Report", "__version__", "check", "diff"]
 
-if t.TYPE_CHECKING:
-    from plancheck.check import check as check
-    from plancheck.report import Report as Report
+# None of these import torch or nnU-Net; they do so only when a network is built.
+# `check` the function is bound after `plancheck.check` the module is imported, so the
+# package attribute is the function (the module stays reachable in sys.modules).
+from plancheck.check import check as check  # noqa: E402
+from plancheck.report import Report as Report  # noqa: E402
 
 
 def __getattr__(name: str) -> t.Any:
-    # Lazy re-exports keep `import plancheck` (and the pytest plugin's start-up) cheap.
-    if name == "check":
-        from plancheck.check import check
-
-        return check
-    if name == "Report":
-        from plancheck.report import Report
-
-        return Report
     if name == "diff":
         from plancheck.plansdiff import diff
 

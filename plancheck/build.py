@@ -3,8 +3,11 @@
 The network is built by nnU-Net's ``get_network_from_plans``, which is what
 ``nnUNetTrainer.build_network_architecture`` calls (deep supervision on), under
 ``torch.device("meta")``: parameters get shapes but no memory, and ``allow_init=False``
-skips the weight initialisation, which does not change any shape. This is the only
-module (with the trainer lookup it will grow) that imports torch; it does so lazily.
+skips the weight initialisation, which does not change any shape. A spec whose
+``trainer`` is set (a trainer that overrides ``build_network_architecture``) is built
+through that trainer instead, from nnU-Net's PlansManager/ConfigurationManager made from
+the plans the spec carries. This is the only module (with :mod:`plancheck.trainers`)
+that imports torch; it does so lazily.
 """
 
 from __future__ import annotations
@@ -26,6 +29,8 @@ def build_meta_network(spec: NetworkSpec, *, source: str = "") -> torch.nn.Modul
     """Construct the network exactly as nnU-Net's trainer would, on the meta device."""
     import torch
 
+    if spec.trainer is not None:
+        return _build_through_trainer(spec, source=source)
     with quiet(), captured_warnings():
         from nnunetv2.utilities.get_network_from_plans import get_network_from_plans
 
@@ -46,6 +51,57 @@ def build_meta_network(spec: NetworkSpec, *, source: str = "") -> torch.nn.Modul
                 f"nnU-Net cannot build {spec.class_name} from these plans: {type(e).__name__}: {message}",
                 path=source or None,
             ) from e
+
+
+def _build_through_trainer(spec: NetworkSpec, *, source: str) -> torch.nn.Module:
+    """``Trainer.build_network_architecture`` with the spec's architecture, on the meta device."""
+    import copy
+    import json
+
+    import torch
+
+    from plancheck.trainers import build_with_trainer, load_trainer_class
+
+    assert spec.trainer is not None
+    context = spec.trainer_context
+    if context is None:
+        raise BuildError(f"trainer {spec.trainer} needs the plans it builds from", path=source or None)
+    trainer_cls = load_trainer_class(spec.trainer)
+    trainer_name = spec.trainer.rsplit(".", 1)[-1]
+    with quiet(), captured_warnings():
+        try:
+            from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
+
+            plans_manager = PlansManager(json.loads(context.plans_json))
+            configuration_manager = plans_manager.get_configuration(context.configuration)
+            configuration_manager.configuration["architecture"] = {
+                "network_class_name": spec.class_path,
+                "arch_kwargs": copy.deepcopy(spec.arch_kwargs),
+                "_kw_requires_import": list(spec.requires_import),
+            }
+            network = build_with_trainer(
+                trainer_cls,
+                plans_manager,
+                configuration_manager,
+                spec.input_channels,
+                spec.output_channels,
+                spec.deep_supervision,
+            )
+        except BuildError as e:
+            raise BuildError(e.message, path=source or None) from e
+        except Exception as e:  # arbitrary trainer code
+            message = str(e).strip().splitlines()[0] if str(e).strip() else ""
+            raise BuildError(
+                f"{trainer_name}.build_network_architecture cannot build {spec.class_name} from these plans: "
+                f"{type(e).__name__}: {message}",
+                path=source or None,
+            ) from e
+    if not isinstance(network, torch.nn.Module):
+        raise BuildError(
+            f"{trainer_name}.build_network_architecture returned a {type(network).__name__}, not a torch.nn.Module",
+            path=source or None,
+        )
+    return network
 
 
 def shapes_of_module(module: torch.nn.Module, origin: str = "meta network") -> ShapeTable:

@@ -1,24 +1,49 @@
 """The check pipeline: load, normalise, build, compare, (attribute), report.
 
 ``check(source, target)`` answers whether nnU-Net's ``load_pretrained_weights`` would
-load weights trained with the source plans into the network the target plans describe.
+load the source's weights into the network the target plans describe. The source is
+plans (a network is built from them) or actual weights: a checkpoint, a trained-model
+folder, a bare state_dict or a safetensors file (:mod:`plancheck.sources`), whose tensors
+are compared as they are. Imports no torch until a network is built.
 """
 
 from __future__ import annotations
 
+import collections
+import dataclasses
 import os
 import typing as t
 
+from plancheck.attribution import attribute
 from plancheck.build import network_shapes
 from plancheck.compare import compare, first_failure
 from plancheck.plans import DatasetJson, PlansFile, find_dataset_json, load_dataset_json, load_plans
-from plancheck.report import Report, SideSummary, summarise
-from plancheck.shapes import ShapeTable
+from plancheck.report import Cause, Report, RootCause, SideSummary, Status, summarise
+from plancheck.shapes import ShapeTable, is_head
+from plancheck.sources import DEFAULT_PLANS_IDENTIFIER, SourceInput, resolve_source, resolve_target
 from plancheck.spec import Side, prepare_side
 
-__all__ = ["DEFAULT_CONFIGURATION", "check", "load_side", "report_for"]
+if t.TYPE_CHECKING:
+    from plancheck.checkpoint import Checkpoint
+    from plancheck.trainers import TrainerRef
+
+__all__ = [
+    "DEFAULT_CONFIGURATION",
+    "KEY_PREFIXES",
+    "CheckResult",
+    "PreparedSource",
+    "check",
+    "check_target",
+    "checkpoint_shapes",
+    "load_side",
+    "prepare_source",
+    "report_for",
+    "split_options",
+]
 
 DEFAULT_CONFIGURATION = "3d_fullres"
+#: Key prefixes that DDP (``module.``) and ``torch.compile`` (``_orig_mod.``) add outside nnU-Net.
+KEY_PREFIXES = ("module.", "_orig_mod.")
 Json = t.Any
 PlansInput = t.Union[str, "os.PathLike[str]", dict, PlansFile]
 DatasetInput = t.Union[str, "os.PathLike[str]", dict, DatasetJson, None]
@@ -40,7 +65,9 @@ def load_side(
     return prepare_side(role, plans_file, configuration, dj, allow=allow)
 
 
-def side_summary(side: Side, *, kind: str = "plans", notes: t.Iterable[str] = ()) -> SideSummary:
+def side_summary(
+    side: Side, *, kind: str = "plans", notes: t.Iterable[str] = (), details: dict[str, Json] | None = None
+) -> SideSummary:
     return SideSummary(
         role=side.role,
         plans=side.label,
@@ -52,6 +79,7 @@ def side_summary(side: Side, *, kind: str = "plans", notes: t.Iterable[str] = ()
         segmentation_heads=side.spec.output_channels if side.heads_known else None,
         kind=kind,
         notes=(*side.notes, *notes),
+        details=dict(details or {}),
     )
 
 
@@ -61,11 +89,16 @@ def report_for(
     source_shapes: ShapeTable,
     target_shapes: ShapeTable,
     *,
+    sides: tuple[Side, Side] | None = None,
+    warnings: t.Iterable[str] = (),
     notes: t.Iterable[str] = (),
 ) -> Report:
-    """Compare two shape tables and assemble the report (without attribution)."""
+    """Compare two shape tables and assemble the report; attribute failures when ``sides`` are given."""
     rows = compare(source_shapes, target_shapes)
     failure = first_failure(source_shapes, target_shapes)
+    root_causes: tuple = ()
+    if sides is not None:
+        rows, root_causes = attribute(sides[0], sides[1], source_shapes, target_shapes, rows)
     return Report(
         compatible=failure is None,
         source=source,
@@ -73,28 +106,422 @@ def report_for(
         first_failure=failure,
         tensors=rows,
         summary=summarise(rows),
+        root_causes=root_causes,
+        warnings=tuple(warnings),
         notes=tuple(notes),
     )
+
+
+def preprocessing_warnings(source: Side, target: Side) -> list[str]:
+    """What differs in preprocessing: the weights load, but the inputs look different."""
+    from plancheck.plansdiff import diff, preprocessing_warnings as warnings_of
+
+    result = diff(
+        source.plans,
+        target.plans,
+        configurations=(source.configuration.name,),
+        target_configuration=target.configuration.name,
+        dataset_json_a=source.dataset_json,
+        dataset_json_b=target.dataset_json,
+    )
+    return list(warnings_of(result))
+
+
+def checkpoint_shapes(ckpt: Checkpoint) -> ShapeTable:
+    """A checkpoint's actual tensors; keys sharing storage, offset, shape and stride are aliases."""
+    return ShapeTable.from_items(
+        ((key, rec.shape, (rec.storage_key, rec.storage_offset, rec.shape, rec.stride))
+         for key, rec in ckpt.state_dict.items()),
+        origin="checkpoint",
+    )
+
+
+#: Keyword options of :func:`check` that shape the source, and those that shape each target
+#: (some do both). :func:`split_options` sorts them for callers that check one source many times.
+SOURCE_OPTIONS = frozenset({
+    "allow_import", "fold", "trainer", "plans_identifier", "source_plans", "source_dataset_json",
+    "trust_checkpoint", "ignore_trainer",
+})
+TARGET_OPTIONS = frozenset({
+    "allow_import", "plans_identifier", "target_dataset_json", "target_trainer", "ignore_trainer", "explain",
+})
+
+
+@dataclasses.dataclass(frozen=True)
+class PreparedSource:
+    """A source resolved once: its side (plans, spec), the shapes compared, and what was found on the way."""
+
+    input: SourceInput
+    side: Side
+    summary: SideSummary
+    shapes: ShapeTable  #: what is compared: the checkpoint's tensors, or the network built from the plans
+    trainer_name: str | None  #: the source's trainer, the default for the target's
+    trainer_by: str
+    prefix: str | None = None  #: DDP/torch.compile key prefix most checkpoint keys carry
+    unprefixed: ShapeTable | None = None
+    warnings: tuple[str, ...] = ()
+    notes: tuple[str, ...] = ()
+    allow: tuple[str, ...] = ()
+    ignore_trainer: bool = False
+
+    def fix_options(self) -> dict[str, Json]:
+        """Keyword arguments of :func:`plancheck.fix.plan_fix` that this source determines."""
+        ckpt = self.input.checkpoint
+        return {
+            "source_key_prefix": self.prefix,
+            "fold": self.input.fold,
+            "checkpoint": None if ckpt is None else ckpt.path,
+            "allow_import": self.allow,
+        }
+
+
+@dataclasses.dataclass(frozen=True)
+class CheckResult:
+    """One target checked against a prepared source."""
+
+    report: Report
+    target: Side
+
+
+def split_options(options: t.Mapping[str, Json]) -> tuple[dict[str, Json], dict[str, Json]]:
+    """(source options, target options) of :func:`check`'s keyword options; unknown ones are refused."""
+    unknown = sorted(set(options) - SOURCE_OPTIONS - TARGET_OPTIONS)
+    if unknown:
+        from plancheck.errors import UsageError
+
+        valid = ", ".join(sorted(SOURCE_OPTIONS | TARGET_OPTIONS))
+        raise UsageError(f"unknown option(s) {', '.join(unknown)}; valid: {valid}")
+    return ({k: v for k, v in options.items() if k in SOURCE_OPTIONS},
+            {k: v for k, v in options.items() if k in TARGET_OPTIONS})
+
+
+def prepare_source(
+    source: PlansInput,
+    *,
+    configuration: str | None = None,
+    source_dataset_json: DatasetInput = None,
+    allow_import: t.Iterable[str] = (),
+    fold: int | str | None = None,
+    trainer: str | None = None,
+    plans_identifier: str = DEFAULT_PLANS_IDENTIFIER,
+    source_plans: PlansInput | None = None,
+    trust_checkpoint: bool = False,
+    ignore_trainer: bool = False,
+) -> PreparedSource:
+    """Resolve, read and build the source once (see :func:`check` for the options)."""
+    allow = tuple(allow_import)
+    src_in = resolve_source(
+        source,
+        configuration=configuration,
+        fold=fold,
+        trainer=trainer,
+        plans_identifier=plans_identifier,
+        source_plans=source_plans,
+        source_dataset_json=source_dataset_json,
+        trust_checkpoint=trust_checkpoint,
+    )
+    trainers = _Trainers(allow, ignore_trainer)
+    name, by = (trainer, "--trainer") if trainer else (src_in.trainer, src_in.trainer_from)
+    ref = trainers.get(name, by)
+    notes = list(trainers.notes)
+    if trainer and src_in.trainer and trainer != src_in.trainer:
+        notes.append(f"built with --trainer {trainer}; the weights come from {src_in.trainer} ({src_in.trainer_from})")
+    side = prepare_side("source", src_in.plans, src_in.configuration, src_in.dataset_json, allow=allow, trainer=ref)
+    details = dict(src_in.details)
+    if src_in.checkpoint is not None or name:
+        details["network_built_by"] = _built_by(ref)
+    summary = side_summary(side, kind=src_in.kind, notes=src_in.notes, details=details)
+    common = dict(input=src_in, side=side, summary=summary, trainer_name=name, trainer_by=by, allow=allow,
+                  ignore_trainer=ignore_trainer)
+    if src_in.checkpoint is None:
+        return PreparedSource(shapes=network_shapes(side.spec, source=side.label), warnings=src_in.warnings,
+                              notes=tuple(notes), **common)
+
+    weights = checkpoint_shapes(src_in.checkpoint)
+    prefix = key_prefix(weights)
+    unprefixed = strip_prefixes(weights) if prefix else weights
+    mismatch = _own_plans_mismatch(src_in, side, ref, unprefixed, network_shapes(side.spec, source=side.label))
+    if mismatch is None:
+        notes.append(f"the checkpoint's tensors match the network built from {_own_plans(src_in)}")
+    notes.extend(_checkpoint_notes(src_in.checkpoint))
+    warnings = (*([mismatch] if mismatch else []), *_loader_warnings(src_in), *src_in.warnings)
+    return PreparedSource(shapes=weights, prefix=prefix, unprefixed=unprefixed, warnings=warnings,
+                          notes=tuple(notes), **common)
+
+
+def check_target(
+    prepared: PreparedSource,
+    target: PlansInput,
+    *,
+    target_configuration: str | None = None,
+    target_dataset_json: DatasetInput = None,
+    target_trainer: str | None = None,
+    plans_identifier: str = DEFAULT_PLANS_IDENTIFIER,
+    allow_import: t.Iterable[str] | None = None,
+    ignore_trainer: bool | None = None,
+    explain: bool = True,
+) -> CheckResult:
+    """Check one target against a prepared source (see :func:`check`); ``explain=False`` skips attribution."""
+    allow = prepared.allow if allow_import is None else tuple(allow_import)
+    tgt_in = resolve_target(target, plans_identifier=plans_identifier, target_dataset_json=target_dataset_json)
+    trainers = _Trainers(allow, prepared.ignore_trainer if ignore_trainer is None else ignore_trainer)
+    name, by = (target_trainer, "--target-trainer") if target_trainer else (prepared.trainer_name, prepared.trainer_by)
+    ref = trainers.get(name, by)
+    src = prepared.side
+    tgt = prepare_side("target", tgt_in.plans, target_configuration or src.configuration.name, tgt_in.dataset_json,
+                       allow=allow, trainer=ref)
+    details = dict(tgt_in.details)
+    if name:
+        details["network_built_by"] = _built_by(ref)
+    tgt_summary = side_summary(tgt, kind=tgt_in.kind, notes=tgt_in.notes, details=details)
+    target_shapes = network_shapes(tgt.spec, source=tgt.label)
+    warnings = [*prepared.warnings, *preprocessing_warnings(src, tgt)]
+    notes = [*prepared.notes, *(n for n in trainers.notes if n not in prepared.notes)]
+    sides = (src, tgt) if explain and prepared.prefix is None else None
+    report = report_for(prepared.summary, tgt_summary, prepared.shapes, target_shapes, sides=sides,
+                        warnings=warnings, notes=notes)
+    if prepared.prefix is not None:
+        assert prepared.unprefixed is not None
+        report = _with_prefix_cause(report, prepared.prefix, prepared.shapes, prepared.unprefixed, target_shapes)
+    return CheckResult(report=report, target=tgt)
 
 
 def check(
     source: PlansInput,
     target: PlansInput,
-    configuration: str = DEFAULT_CONFIGURATION,
+    configuration: str | None = None,
     target_configuration: str | None = None,
     source_dataset_json: DatasetInput = None,
     target_dataset_json: DatasetInput = None,
     *,
     allow_import: t.Iterable[str] = (),
+    fold: int | str | None = None,
+    trainer: str | None = None,
+    target_trainer: str | None = None,
+    plans_identifier: str = DEFAULT_PLANS_IDENTIFIER,
+    source_plans: PlansInput | None = None,
+    trust_checkpoint: bool = False,
+    ignore_trainer: bool = False,
+    explain: bool = True,
 ) -> Report:
-    """Check whether weights trained with ``source`` plans load into the ``target`` plans' network.
+    """Check whether the ``source``'s weights load into the network of the ``target`` plans.
 
-    Plans and dataset.json files are accepted as paths or as already-loaded dicts. Each
-    side's dataset.json defaults to the ``dataset.json`` next to its plans file.
+    ``source``: a plans.json (path or dict), an nnU-Net checkpoint, a trained-model folder
+    (``fold`` picks the fold; default the first with a checkpoint), a bare state_dict or
+    safetensors file (with ``source_plans``), or a dataset ID resolved through
+    ``nnUNet_results`` (with ``trainer``, ``plans_identifier`` and ``configuration``).
+    ``target``: a plans.json (path or dict), a preprocessed dataset folder, or a dataset
+    ID resolved through ``nnUNet_preprocessed`` (``plans_identifier`` names the plans).
+
+    ``configuration`` defaults to a checkpoint's own configuration, else ``3d_fullres``;
+    ``target_configuration`` defaults to the source's. Each side's dataset.json defaults
+    to the one embedded in the checkpoint or next to its plans file.
+
+    Networks are built through ``trainer`` (default: the checkpoint's ``trainer_name``)
+    when that trainer overrides ``build_network_architecture``; ``target_trainer``
+    defaults to the source's trainer. A trainer that cannot be found or imported is an
+    error unless ``ignore_trainer``, which builds from the plans alone. ``trust_checkpoint``
+    reads checkpoints with ``torch.load(weights_only=False)`` (runs code from the file).
+    ``explain=False`` skips the attribution of failures to plans fields (faster).
     """
-    allow = tuple(allow_import)
-    src = load_side("source", source, configuration, source_dataset_json, allow=allow)
-    tgt = load_side("target", target, target_configuration or configuration, target_dataset_json, allow=allow)
-    source_shapes = network_shapes(src.spec, source=src.label)
-    target_shapes = network_shapes(tgt.spec, source=tgt.label)
-    return report_for(side_summary(src), side_summary(tgt), source_shapes, target_shapes)
+    prepared = prepare_source(
+        source,
+        configuration=configuration,
+        source_dataset_json=source_dataset_json,
+        allow_import=allow_import,
+        fold=fold,
+        trainer=trainer,
+        plans_identifier=plans_identifier,
+        source_plans=source_plans,
+        trust_checkpoint=trust_checkpoint,
+        ignore_trainer=ignore_trainer,
+    )
+    return check_target(
+        prepared,
+        target,
+        target_configuration=target_configuration,
+        target_dataset_json=target_dataset_json,
+        target_trainer=target_trainer,
+        plans_identifier=plans_identifier,
+        explain=explain,
+    ).report
+
+
+# --------------------------------------------------------------------------- trainers
+
+
+class _Trainers:
+    """Resolve trainer names once per check; ``ignore`` turns a missing trainer into a note."""
+
+    def __init__(self, allow: tuple[str, ...], ignore: bool) -> None:
+        self.allow = allow
+        self.ignore = ignore
+        self.notes: list[str] = []
+        self._cache: dict[str, TrainerRef | None] = {}
+
+    def get(self, name: str | None, requested_by: str) -> TrainerRef | None:
+        from plancheck.trainers import TrainerError, resolve_trainer
+
+        if not name:
+            return None
+        if name not in self._cache:
+            try:
+                self._cache[name] = resolve_trainer(name, allow=self.allow, requested_by=requested_by)
+            except TrainerError as e:
+                if not self.ignore:
+                    raise
+                self._cache[name] = None
+                reason = "not found" if " not found " in e.message else f"cannot be imported ({e.message})"
+                self.notes.append(f"built from plans, trainer {name} {reason} (--ignore-trainer)")
+            ref = self._cache[name]
+            if ref is not None and ref.overrides_build:
+                self.notes.append(f"network built by {ref.class_path}.build_network_architecture ({requested_by})")
+        return self._cache[name]
+
+
+def _built_by(ref: TrainerRef | None) -> str:
+    if ref is None or not ref.overrides_build:
+        return "get_network_from_plans" + (f" ({ref.name})" if ref is not None else "")
+    return f"{ref.class_path}.build_network_architecture"
+
+
+# --------------------------------------------------------------------------- checkpoints
+
+
+def _strip(key: str) -> tuple[str, str]:
+    """(``key`` without leading DDP/compile prefixes, the prefix removed)."""
+    removed = ""
+    changed = True
+    while changed:
+        changed = False
+        for prefix in KEY_PREFIXES:
+            if key.startswith(prefix):
+                key = key[len(prefix):]
+                removed += prefix
+                changed = True
+    return key, removed
+
+
+def key_prefix(table: ShapeTable) -> str | None:
+    """The prefix (``module.``, ``_orig_mod.`` or both) most keys carry, if most keys carry one."""
+    removed = [_strip(k)[1] for k in table.shapes]
+    carried = [r for r in removed if r]
+    if not carried or len(carried) * 2 <= len(removed):
+        return None
+    return collections.Counter(carried).most_common(1)[0][0]
+
+
+def strip_prefixes(table: ShapeTable) -> ShapeTable:
+    """The same table with ``module.``/``_orig_mod.`` stripped (the first of colliding keys wins)."""
+    group_of = {key: index for index, group in enumerate(table.groups) for key in group}
+    items: dict[str, tuple[str, tuple[int, ...], object]] = {}
+    for key, shape in table.shapes.items():
+        bare = _strip(key)[0]
+        items.setdefault(bare, (bare, shape, group_of[key]))
+    return ShapeTable.from_items(items.values(), origin=f"{table.origin} (prefix stripped)")
+
+
+def _own_plans(src_in: SourceInput) -> str:
+    return {
+        "init_args": f"its own plans (init_args.plans, {src_in.configuration})",
+        "--source-plans": f"--source-plans ({src_in.configuration})",
+        "model folder": f"the model folder's plans.json ({src_in.configuration})",
+    }.get(src_in.plans_from, f"its plans ({src_in.configuration})")
+
+
+def _own_plans_mismatch(
+    src_in: SourceInput, side: Side, ref: TrainerRef | None, weights: ShapeTable, network: ShapeTable
+) -> str | None:
+    """A warning when the checkpoint's tensors are not the network its plans describe, else None."""
+    def counted(key: str) -> bool:
+        return side.heads_known or not is_head(key)
+
+    only_weights = [k for k in weights.shapes if k not in network and counted(k)]
+    only_network = [k for k in network.shapes if k not in weights and counted(k)]
+    shapes = [k for k in network.shapes if k in weights and counted(k) and weights.shapes[k] != network.shapes[k]]
+    total = len(only_weights) + len(only_network) + len(shapes)
+    if not total:
+        return None
+    from plancheck.render import format_shape
+
+    if shapes:
+        k = shapes[0]
+        example = f"e.g. {k}: weights {format_shape(weights.shapes[k])}, network {format_shape(network.shapes[k])}"
+    elif only_network:
+        example = f"e.g. {only_network[0]} is not in the weights"
+    else:
+        example = f"e.g. {only_weights[0]} is not in the network"
+    built = _built_by(ref)
+    return (
+        f"the checkpoint's tensors are not those of the network built from {_own_plans(src_in)} by {built}: "
+        f"{total} keys differ ({len(shapes)} in shape, {len(only_network)} only in the network, "
+        f"{len(only_weights)} only in the weights; {example}). Likely a custom trainer, edited plans, or weights "
+        "from outside nnU-Net; the check uses the checkpoint's actual tensors"
+    )
+
+
+def _loader_warnings(src_in: SourceInput) -> list[str]:
+    """What nnU-Net's loader does with the file itself, before it compares any key."""
+    ckpt = src_in.checkpoint
+    assert ckpt is not None
+    if ckpt.format == "safetensors":
+        return [
+            "nnU-Net's load_pretrained_weights reads the file with torch.load, which cannot read safetensors: "
+            "save the tensors with torch.save({'network_weights': state_dict}, path) first (checked here as if so)"
+        ]
+    if ckpt.container_key != "network_weights":
+        where = "a bare state_dict" if ckpt.container_key is None else f"a state_dict under '{ckpt.container_key}'"
+        return [
+            f"the file holds {where}: nnU-Net's load_pretrained_weights reads checkpoint['network_weights'] and "
+            "would stop with a KeyError; re-save it as {'network_weights': state_dict} (checked here as if so)"
+        ]
+    return []
+
+
+def _checkpoint_notes(ckpt: Checkpoint) -> list[str]:
+    notes = []
+    devices = sorted({rec.location for rec in ckpt.state_dict.values() if not rec.location.startswith(("cpu", "meta"))})
+    if devices:
+        notes.append(
+            f"tensors were saved on {', '.join(devices)}: load_pretrained_weights calls torch.load without "
+            "map_location, so the fine-tuning machine needs that device"
+        )
+    if ckpt.format == "torch-trusted":
+        notes.append("read with torch.load(weights_only=False) (--trust-checkpoint): code in the file could run")
+    return notes
+
+
+def _with_prefix_cause(
+    report: Report, prefix: str, weights: ShapeTable, unprefixed: ShapeTable, target: ShapeTable
+) -> Report:
+    """Blame the failures on the key prefix, and say what stripping it would give."""
+    counted = [k for k in target.shapes if not is_head(k)]
+    would_match = sum(1 for k in counted if k in unprefixed and unprefixed.shapes[k] == target.shapes[k])
+    after = first_failure(unprefixed, target)
+    if after is None:
+        outcome = "with the prefix stripped, nnU-Net would load these weights"
+    else:
+        why = "missing" if after.reason == "missing" else "shape differs"
+        outcome = f"with the prefix stripped, it would still stop at {after.key} ({why})"
+    explained = (
+        f"nnU-Net's load_pretrained_weights does not strip '{prefix}' (added by DDP or torch.compile outside "
+        f"nnU-Net); {would_match} of {len(counted)} target keys match once stripped"
+    )
+    cause = Cause(f"state_dict key prefix '{prefix}'", prefix, None)
+    rows = []
+    tensors = parameters = 0
+    for row in report.tensors:
+        if row.status in (Status.MISSING, Status.MISMATCH, Status.UNUSED):
+            row = dataclasses.replace(row, causes=(cause,))
+            if row.status is not Status.UNUSED:
+                tensors += 1
+                parameters += row.parameters
+        rows.append(row)
+    warning = f"{sum(1 for k in weights.shapes if _strip(k)[1])} of {len(weights)} checkpoint keys start with " \
+              f"'{prefix}': {explained}; {outcome}"
+    return dataclasses.replace(
+        report,
+        tensors=tuple(rows),
+        root_causes=(RootCause(cause, tensors, parameters, explained),),
+        warnings=(warning, *report.warnings),
+    )

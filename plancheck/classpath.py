@@ -24,6 +24,7 @@ import re
 import typing as t
 from dataclasses import dataclass
 
+from plancheck._nnunet import quiet
 from plancheck.errors import ClassRefused
 
 __all__ = ["ALLOWED_ROOTS", "ResolvedClass", "is_allowed", "resolve_class"]
@@ -100,7 +101,8 @@ def _locate(path: str, *, field: str, source: str) -> t.Any | None:
     for split in range(len(parts) - 1, 0, -1):
         module_name = ".".join(parts[:split])
         try:
-            spec = importlib.util.find_spec(module_name)
+            with quiet():
+                spec = importlib.util.find_spec(module_name)
         except (ImportError, ValueError):
             spec = None
         except Exception as e:  # a parent package failed to import
@@ -111,7 +113,8 @@ def _locate(path: str, *, field: str, source: str) -> t.Any | None:
         if spec is None:
             continue
         try:
-            obj: t.Any = importlib.import_module(module_name)
+            with quiet():
+                obj: t.Any = importlib.import_module(module_name)
         except Exception as e:  # e.g. timm/torchvision missing or broken for the transformer models
             raise ClassRefused(
                 f"cannot import {module_name} for {field} '{path}': {type(e).__name__}: {_first_line(e)}",

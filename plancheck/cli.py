@@ -71,7 +71,7 @@ def _allow_import(fn: t.Callable[..., t.Any]) -> t.Callable[..., t.Any]:
         "allow_import",
         multiple=True,
         metavar="MODULE",
-        help="Also resolve class paths inside MODULE (trust its code). Repeatable.",
+        help="Also resolve class paths and trainers inside MODULE (trust its code). Repeatable.",
     )(fn)
 
 
@@ -89,12 +89,56 @@ def cli() -> None:
 @cli.command("check")
 @click.argument("source")
 @click.argument("target")
-@click.option("-c", "--configuration", default="3d_fullres", show_default=True, help="Configuration to check.")
 @click.option(
-    "--target-configuration", default=None, metavar="NAME", help="Target configuration, if not the same name."
+    "-c",
+    "--configuration",
+    default=None,
+    metavar="NAME",
+    help="Configuration to check.  [default: a checkpoint's own configuration, else 3d_fullres]",
 )
-@click.option("--source-dataset-json", default=None, metavar="FILE", help="Default: dataset.json next to SOURCE.")
+@click.option(
+    "--target-configuration", default=None, metavar="NAME", help="Target configuration, if not the source's."
+)
+@click.option("--source-dataset-json", default=None, metavar="FILE",
+              help="Default: the checkpoint's own, or dataset.json next to SOURCE.")
 @click.option("--target-dataset-json", default=None, metavar="FILE", help="Default: dataset.json next to TARGET.")
+@click.option(
+    "-p",
+    "--plans",
+    "plans_identifier",
+    default="nnUNetPlans",
+    show_default=True,
+    metavar="PLANS_IDENTIFIER",
+    help="Plans of a dataset ID or preprocessed folder (<PLANS_IDENTIFIER>.json), as nnUNetv2_train -p.",
+)
+@click.option(
+    "-tr",
+    "--trainer",
+    default=None,
+    metavar="NAME",
+    help="Trainer whose build_network_architecture builds the networks, and the model folder of a source "
+    "dataset ID.  [default: the checkpoint's trainer_name, else nnUNetTrainer]",
+)
+@click.option("--target-trainer", default=None, metavar="NAME",
+              help="Trainer of the fine-tuning run, if not the source's.")
+@click.option("--fold", default=None, metavar="FOLD",
+              help="Fold of a trained-model folder (0-4, all).  [default: the first with a checkpoint]")
+@click.option(
+    "--source-plans",
+    default=None,
+    metavar="FILE",
+    help="Plans of a bare state_dict or safetensors SOURCE (replaces a checkpoint's embedded plans).",
+)
+@click.option(
+    "--trust-checkpoint",
+    is_flag=True,
+    help="Read SOURCE with torch.load(weights_only=False): runs code from the file. Only for files you trust.",
+)
+@click.option(
+    "--ignore-trainer",
+    is_flag=True,
+    help="Build from the plans alone when a trainer cannot be found or imported (default: exit 3).",
+)
 @click.option(
     "--problems-only", is_flag=True, help="List only tensors that do not load (text and markdown formats)."
 )
@@ -104,15 +148,31 @@ def cli() -> None:
 def check_command(
     source: str,
     target: str,
-    configuration: str,
+    configuration: str | None,
     target_configuration: str | None,
     source_dataset_json: str | None,
     target_dataset_json: str | None,
+    plans_identifier: str,
+    trainer: str | None,
+    target_trainer: str | None,
+    fold: str | None,
+    source_plans: str | None,
+    trust_checkpoint: bool,
+    ignore_trainer: bool,
     problems_only: bool,
     allow_import: tuple[str, ...],
     fmt: str,
 ) -> int:
-    """Check whether weights trained with SOURCE plans load into the network of TARGET plans."""
+    """Check whether the weights of SOURCE load into the network of TARGET.
+
+    \b
+    SOURCE: a plans.json; an nnU-Net checkpoint (.pth, read without running its code);
+            a trained-model folder (TRAINER__PLANS__CONFIGURATION, --fold); a bare
+            state_dict or .safetensors file (with --source-plans); or a dataset ID
+            (999, Dataset999_Name) under $nnUNet_results (with -tr, -p, -c).
+    TARGET: a plans.json; a preprocessed dataset folder; or a dataset ID under
+            $nnUNet_preprocessed (with -p).
+    """
     from plancheck.check import check
     from plancheck.render import render
 
@@ -124,6 +184,13 @@ def check_command(
         source_dataset_json=source_dataset_json,
         target_dataset_json=target_dataset_json,
         allow_import=allow_import,
+        fold=fold,
+        trainer=trainer,
+        target_trainer=target_trainer,
+        plans_identifier=plans_identifier,
+        source_plans=source_plans,
+        trust_checkpoint=trust_checkpoint,
+        ignore_trainer=ignore_trainer,
     )
     click.echo(render(report, fmt, verbose=not problems_only), nl=False)
     return int(ExitCode.OK if report.compatible else ExitCode.INCOMPATIBLE)

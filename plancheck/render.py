@@ -88,6 +88,37 @@ def _side_line(side: t.Any) -> str:
     )
 
 
+#: Side details shown in the text header, in this order (every detail is in the JSON).
+_SIDE_FACTS = ("dataset", "format", "container_key", "trainer_name", "current_epoch", "fold", "network_built_by")
+_SIDE_PATHS = ("checkpoint", "model_folder", "folder")
+
+
+def _side_facts(side: t.Any) -> str:
+    """One line of what a non-plans side is (checkpoint facts, the dataset folder), or ""."""
+    details = getattr(side, "details", None) or {}
+    facts = [
+        f"{key.replace('_', ' ')} {details[key]}"
+        for key in _SIDE_FACTS
+        if details.get(key) not in (None, "")
+        and not (key == "network_built_by" and str(details[key]).startswith("get_network_from_plans"))
+    ]
+    if side.kind == "plans" and not facts:
+        return ""
+    where = next((details[k] for k in _SIDE_PATHS if details.get(k)), None)
+    lead = side.kind if where is None else f"{side.kind} {where}"
+    return lead + (f" ({', '.join(facts)})" if facts else "")
+
+
+def _sides_block(report: Report) -> str:
+    lines = []
+    for role, side in (("source", report.source), ("target", report.target)):
+        lines.append(f"{role}  {_side_line(side)}")
+        facts = _side_facts(side)
+        if facts:
+            lines.append(f"        {facts}")
+    return "\n".join(lines)
+
+
 def _load_lines(report: Report) -> list[tuple[str, str, str]]:
     s = report.summary
     rows = [
@@ -126,9 +157,7 @@ def _report_sections(report: Report, verbose: bool, fmt: str) -> list[tuple[str,
 
     sections: list[tuple[str, str]] = []
     sections.append(("", _verdict_line(report)))
-    sections.append(
-        ("", f"source  {_side_line(report.source)}\ntarget  {_side_line(report.target)}")
-    )
+    sections.append(("", _sides_block(report)))
     if report.root_causes:
         table = [
             (
@@ -184,7 +213,7 @@ def _report_markdown(report: Report, verbose: bool) -> str:
     for title, body in _report_sections(report, verbose, "github"):
         if not title:
             lines = body.splitlines()
-            parts.append("\n".join(f"- {line}" if len(lines) > 1 else f"**{line}**" for line in lines))
+            parts.append("\n".join(f"- {line.strip()}" if len(lines) > 1 else f"**{line}**" for line in lines))
         elif title in ("Warnings", "Notes"):
             parts.append(f"### {title}\n\n{body}")
         else:

@@ -212,8 +212,12 @@ class SideSummary:
     input_channels: int
     input_channels_from: str
     segmentation_heads: int | None
+    #: "plans", "checkpoint", "model-folder", "state-dict", "safetensors", "preprocessed-folder" or "dataset"
     kind: str = "plans"
     notes: tuple[str, ...] = ()
+    #: Facts about the input beyond the plans (a checkpoint's format, container key, trainer_name,
+    #: current_epoch, fold; a dataset ID's folder; the trainer that built the network). JSON values only.
+    details: dict[str, Json] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Json]:
         return {
@@ -225,6 +229,7 @@ class SideSummary:
             "input_channels": self.input_channels,
             "input_channels_from": self.input_channels_from,
             "segmentation_heads": self.segmentation_heads,
+            "details": dict(self.details),
         }
 
 

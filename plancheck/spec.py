@@ -11,6 +11,7 @@ safety step: each class path is resolved by :mod:`plancheck.classpath` before nn
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 import typing as t
 from dataclasses import dataclass, field, replace
@@ -20,7 +21,10 @@ from plancheck.classpath import resolve_class
 from plancheck.errors import InputError, PlansError
 from plancheck.plans import DatasetJson, PlansFile, ResolvedConfiguration, resolve_configuration
 
-__all__ = ["NetworkSpec", "Side", "prepare_side"]
+if t.TYPE_CHECKING:
+    from plancheck.trainers import TrainerRef
+
+__all__ = ["NetworkSpec", "Side", "TrainerContext", "prepare_side"]
 
 Json = t.Any
 
@@ -30,8 +34,29 @@ PLACEHOLDER_HEADS = 2
 
 
 @dataclass(frozen=True)
+class TrainerContext:
+    """What a trainer's ``build_network_architecture`` reads besides the spec: the plans and the configuration.
+
+    build.py turns it back into nnU-Net's PlansManager/ConfigurationManager; the spec's
+    class path and arch_kwargs replace the configuration's ``architecture``, so that
+    attribution's interventions reach trainer-built networks too.
+    """
+
+    plans_json: str
+    configuration: str
+
+    def digest(self) -> str:
+        return hashlib.sha1(f"{self.configuration}\0{self.plans_json}".encode()).hexdigest()
+
+
+@dataclass(frozen=True)
 class NetworkSpec:
-    """Everything ``get_network_from_plans`` takes, with class paths already vetted."""
+    """Everything ``get_network_from_plans`` takes, with class paths already vetted.
+
+    ``trainer`` is the class path of a trainer whose ``build_network_architecture``
+    builds the network (None: get_network_from_plans, i.e. nnUNetTrainer's network);
+    ``trainer_context`` then holds the plans it is given.
+    """
 
     class_path: str
     arch_kwargs: dict[str, Json]
@@ -41,6 +66,7 @@ class NetworkSpec:
     deep_supervision: bool = True
     trainer: str | None = None
     declared_class_path: str = ""
+    trainer_context: TrainerContext | None = None
 
     @property
     def class_name(self) -> str:
@@ -50,7 +76,8 @@ class NetworkSpec:
         """A stable identity for caching built networks."""
         return json.dumps(
             [self.class_path, self.arch_kwargs, self.requires_import, self.input_channels, self.output_channels,
-             self.deep_supervision, self.trainer],
+             self.deep_supervision, self.trainer,
+             None if self.trainer is None or self.trainer_context is None else self.trainer_context.digest()],
             sort_keys=True,
             default=str,
         )
@@ -84,8 +111,13 @@ def prepare_side(
     dataset_json: DatasetJson | None,
     *,
     allow: t.Iterable[str] = (),
+    trainer: TrainerRef | None = None,
 ) -> Side:
-    """Resolve one side with nnU-Net's own plans handling and channel logic."""
+    """Resolve one side with nnU-Net's own plans handling and channel logic.
+
+    ``trainer`` (from :func:`plancheck.trainers.resolve_trainer`) builds the network when
+    it overrides ``build_network_architecture``; otherwise the plans-only build is exact.
+    """
     resolved = resolve_configuration(plans, configuration)  # clear errors for malformed plans first
     notes: list[str] = []
     with quiet(), captured_warnings() as nnunet_warnings:
@@ -148,6 +180,12 @@ def prepare_side(
         output_channels=int(output_channels),
         declared_class_path=resolved_class.declared,
     )
+    if trainer is not None and trainer.build_path is not None:
+        spec = replace(
+            spec,
+            trainer=trainer.build_path,
+            trainer_context=TrainerContext(json.dumps(plans.data, sort_keys=True, default=str), configuration),
+        )
     return Side(
         role=role,
         plans=plans,
