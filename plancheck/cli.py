@@ -13,7 +13,7 @@ import typing as t
 import click
 
 from plancheck import __version__
-from plancheck.errors import ExitCode, PlancheckError
+from plancheck.errors import ExitCode, PlancheckError, UsageError
 
 __all__ = ["main"]
 
@@ -33,6 +33,11 @@ def _run(fn: t.Callable[..., int]) -> t.Callable[..., None]:
                 raise
             click.echo(f"plancheck: error: {e}", err=True)
             code = int(e.exit_code)
+        except BrokenPipeError:  # `plancheck ... | head`: the reader left; say nothing more
+            import os
+
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            raise SystemExit(141) from None
         except (click.exceptions.Exit, click.ClickException, KeyboardInterrupt):
             raise
         except Exception as e:  # a bug in plancheck, not the user's input
@@ -142,6 +147,16 @@ def cli() -> None:
 @click.option(
     "--problems-only", is_flag=True, help="List only tensors that do not load (text and markdown formats)."
 )
+@click.option("--fix", is_flag=True, help="Write new target plans that load the SOURCE weights, then check again.")
+@click.option("-o", "--out", default=None, metavar="PATH",
+              help="With --fix: file or folder for the new plans.  [default: next to TARGET's plans]")
+@click.option("--plans-name", default=None, metavar="NAME",
+              help="With --fix: the new plans identifier.  [default: <target plans>_from_<source dataset>]")
+@click.option("--strategy", type=click.Choice(["architecture", "move"]), default=None,
+              help="With --fix: carry only the architecture (default), or copy everything as "
+              "nnUNetv2_move_plans_between_datasets does.")
+@click.option("--force", is_flag=True, help="With --fix: overwrite an existing plans file.")
+@click.option("--dry-run", is_flag=True, help="With --fix: print the changes as a diff; write nothing.")
 @_allow_import
 @_common
 @_run
@@ -160,6 +175,12 @@ def check_command(
     trust_checkpoint: bool,
     ignore_trainer: bool,
     problems_only: bool,
+    fix: bool,
+    out: str | None,
+    plans_name: str | None,
+    strategy: str | None,
+    force: bool,
+    dry_run: bool,
     allow_import: tuple[str, ...],
     fmt: str,
 ) -> int:
@@ -173,27 +194,83 @@ def check_command(
     TARGET: a plans.json; a preprocessed dataset folder; or a dataset ID under
             $nnUNet_preprocessed (with -p).
     """
-    from plancheck.check import check
+    from plancheck.check import check_target, prepare_source
     from plancheck.render import render
 
-    report = check(
+    fix_only = {"--out": out, "--plans-name": plans_name, "--strategy": strategy, "--force": force,
+                "--dry-run": dry_run}
+    given = [name for name, value in fix_only.items() if value]
+    if given and not fix:
+        raise UsageError(f"{', '.join(given)} only make sense with --fix")
+    prepared = prepare_source(
         source,
-        target,
         configuration=configuration,
-        target_configuration=target_configuration,
         source_dataset_json=source_dataset_json,
-        target_dataset_json=target_dataset_json,
         allow_import=allow_import,
         fold=fold,
         trainer=trainer,
-        target_trainer=target_trainer,
         plans_identifier=plans_identifier,
         source_plans=source_plans,
         trust_checkpoint=trust_checkpoint,
         ignore_trainer=ignore_trainer,
     )
-    click.echo(render(report, fmt, verbose=not problems_only), nl=False)
-    return int(ExitCode.OK if report.compatible else ExitCode.INCOMPATIBLE)
+    target_options = {"plans_identifier": plans_identifier, "target_trainer": target_trainer}
+    result = check_target(prepared, target, target_configuration=target_configuration,
+                          target_dataset_json=target_dataset_json, **target_options)
+    report = result.report
+    if not fix or report.compatible:
+        click.echo(render(report, fmt, verbose=not problems_only), nl=False)
+        if fix and fmt == "text":
+            click.echo("\nNothing to fix: the weights already load.")
+        return int(ExitCode.OK if report.compatible else ExitCode.INCOMPATIBLE)
+    return _fix(prepared, result, fmt=fmt, out=out, plans_name=plans_name, strategy=strategy or "architecture",
+                force=force, dry_run=dry_run, target_options=target_options)
+
+
+def _fix(prepared: t.Any, result: t.Any, *, fmt: str, out: str | None, plans_name: str | None, strategy: str,
+         force: bool, dry_run: bool, target_options: dict[str, t.Any]) -> int:
+    """--fix: plan the new plans, write them atomically (unless --dry-run), check again."""
+    import json
+
+    from plancheck.check import check_target
+    from plancheck.fix import Unfixable, plan_fix, write_fix
+    from plancheck.render import render
+
+    report = result.report
+    try:
+        planned = plan_fix(prepared.side, result.target, strategy=strategy, plans_name=plans_name, out=out,
+                           **prepared.fix_options())
+    except Unfixable as e:
+        if fmt == "json":
+            click.echo(json.dumps({"before": report.to_dict(), "fix": None, "written": None, "after": None,
+                                   "unfixable": {"message": e.message, "reasons": list(e.reasons),
+                                                 "options": list(e.options)}}, indent=2))
+        else:
+            click.echo(render(report, fmt, verbose=False), nl=False)
+            click.echo(f"\nCannot fix with plans: {e.message}\n{e.explanation}")
+        return int(ExitCode.INCOMPATIBLE)
+    if dry_run:
+        if fmt == "json":
+            click.echo(json.dumps({"before": report.to_dict(), "fix": planned.to_dict(), "written": None,
+                                   "after": None, "diff": planned.unified_diff()}, indent=2))
+        else:
+            click.echo(planned.unified_diff(), nl=False)
+            click.echo(render(planned, "text"), nl=False)
+            click.echo("(dry run: nothing written)")
+        return int(ExitCode.OK if planned.compatible else ExitCode.INCOMPATIBLE)
+    written = write_fix(planned, force=force)
+    target_dj = result.target.dataset_json
+    after = check_target(prepared, written, target_configuration=planned.configuration,
+                         target_dataset_json=None if target_dj is None else (target_dj.path or target_dj.data),
+                         **target_options).report
+    if fmt == "json":
+        click.echo(json.dumps({"before": report.to_dict(), "fix": planned.to_dict(), "written": written,
+                               "after": after.to_dict()}, indent=2))
+    else:
+        click.echo(render(planned, fmt if fmt == "text" else "text"), nl=False)
+        click.echo(f"Wrote {written}")
+        click.echo("Checked again: " + render(after, "text", verbose=False).splitlines()[0])
+    return int(ExitCode.OK if after.compatible else ExitCode.INCOMPATIBLE)
 
 
 @cli.command("diff")
@@ -250,6 +327,91 @@ def diff_command(
     )
     click.echo(render(result, fmt), nl=False)
     return int(ExitCode.INCOMPATIBLE if result.has_blocking else ExitCode.OK)
+
+
+@cli.command("matrix")
+@click.argument("source")
+@click.argument("targets", nargs=-1, required=True, metavar="TARGET...")
+@click.option("-c", "--configuration", "configurations", multiple=True, metavar="NAME",
+              help="Configuration to check; repeatable.  [default: a checkpoint's own, else 3d_fullres]")
+@click.option("--source-dataset-json", default=None, metavar="FILE",
+              help="Default: the checkpoint's own, or dataset.json next to SOURCE.")
+@click.option("-p", "--plans", "plans_identifier", default="nnUNetPlans", show_default=True,
+              metavar="PLANS_IDENTIFIER", help="Plans of dataset IDs and preprocessed folders.")
+@click.option("-tr", "--trainer", default=None, metavar="NAME", help="As for check.")
+@click.option("--target-trainer", default=None, metavar="NAME", help="As for check.")
+@click.option("--fold", default=None, metavar="FOLD", help="As for check.")
+@click.option("--source-plans", default=None, metavar="FILE", help="As for check.")
+@click.option("--trust-checkpoint", is_flag=True, help="As for check: runs code from the file.")
+@click.option("--ignore-trainer", is_flag=True, help="As for check.")
+@click.option("--fix", is_flag=True, help="Write fixed plans for every fixable target, and check them again.")
+@click.option("--strategy", type=click.Choice(["architecture", "move"]), default="architecture",
+              show_default=True, help="With --fix: as for check.")
+@click.option("--force", is_flag=True, help="With --fix: overwrite existing plans files.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress on stderr.")
+@_allow_import
+@_common
+@_run
+def matrix_command(
+    source: str,
+    targets: tuple[str, ...],
+    configurations: tuple[str, ...],
+    source_dataset_json: str | None,
+    plans_identifier: str,
+    trainer: str | None,
+    target_trainer: str | None,
+    fold: str | None,
+    source_plans: str | None,
+    trust_checkpoint: bool,
+    ignore_trainer: bool,
+    fix: bool,
+    strategy: str,
+    force: bool,
+    quiet: bool,
+    allow_import: tuple[str, ...],
+    fmt: str,
+) -> int:
+    """Check one SOURCE against many TARGETs: one row per target and configuration.
+
+    \b
+    Each row: the verdict, the share of parameters that would load, the main root
+    cause, and whether --fix can make the pair load. The source is resolved once.
+    Exit 0 only if every row loads (after fixing, with --fix); 3 if a row cannot
+    be checked.
+    """
+    from plancheck.matrix import matrix
+    from plancheck.render import render
+
+    if (force or strategy != "architecture") and not fix:
+        raise UsageError("--force and --strategy only make sense with --fix")
+    progress = None
+    if not quiet and len(targets) * max(1, len(configurations)) > 3 and sys.stderr.isatty():
+        def progress(done: int, total: int, name: str) -> None:
+            end = "\n" if done == total else ""
+            click.echo(f"\r[{done}/{total}] {name[-60:]:<60}", err=True, nl=False)
+            if end:
+                click.echo("", err=True)
+
+    result = matrix(
+        source,
+        list(targets),
+        list(configurations) or None,
+        fix=fix,
+        force=force,
+        strategy=strategy,
+        progress=progress,
+        source_dataset_json=source_dataset_json,
+        allow_import=allow_import,
+        fold=fold,
+        trainer=trainer,
+        target_trainer=target_trainer,
+        plans_identifier=plans_identifier,
+        source_plans=source_plans,
+        trust_checkpoint=trust_checkpoint,
+        ignore_trainer=ignore_trainer,
+    )
+    click.echo(render(result, fmt), nl=False)
+    return result.exit_code
 
 
 def main(argv: t.Sequence[str] | None = None) -> None:

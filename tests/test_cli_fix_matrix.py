@@ -1,0 +1,173 @@
+"""The command line of --fix and matrix: exit codes, what is written, what is printed."""
+
+from __future__ import annotations
+
+import json
+import pathlib
+import shutil
+
+import pytest
+
+from conftest import FIXTURES, fixture, fixture_plans, load
+
+SOURCE = fixture("Dataset901_CTIsotropic")
+
+
+@pytest.fixture
+def target_dir(tmp_path) -> pathlib.Path:
+    """A writable copy of the Dataset902 folder (plans, dataset.json), as a user's preprocessed folder."""
+    return pathlib.Path(shutil.copytree(FIXTURES / "Dataset902_CTAnisotropic", tmp_path / "Dataset902_CTAnisotropic"))
+
+
+def _listing(folder: pathlib.Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir())}
+
+
+def test_fix_writes_new_plans_that_load(run_cli, target_dir):
+    before = _listing(target_dir)
+    code, out, err = run_cli("check", SOURCE, target_dir / "nnUNetPlans.json", "--fix")
+    assert code == 0, err
+    written = target_dir / "nnUNetPlans_from_Dataset901_CTIsotropic.json"
+    assert set(_listing(target_dir)) - set(before) == {written.name}
+    assert all(_listing(target_dir)[k] == v for k, v in before.items())  # nothing else touched
+    assert "Checked again: COMPATIBLE" in out
+    assert "nnUNetv2_train 902 3d_fullres FOLD -p nnUNetPlans_from_Dataset901_CTIsotropic" in out
+    assert load(written)["plans_name"] == "nnUNetPlans_from_Dataset901_CTIsotropic"
+    code, _, _ = run_cli("check", SOURCE, written)
+    assert code == 0
+
+
+def test_fix_refuses_to_overwrite_without_force(run_cli, target_dir):
+    assert run_cli("check", SOURCE, target_dir / "nnUNetPlans.json", "--fix")[0] == 0
+    written = target_dir / "nnUNetPlans_from_Dataset901_CTIsotropic.json"
+    written.write_text("{}")  # the user's edits
+    code, out, err = run_cli("check", SOURCE, target_dir / "nnUNetPlans.json", "--fix")
+    assert code == 2 and "--force" in err and len(err.strip().splitlines()) == 1
+    assert written.read_text() == "{}"
+    code, out, err = run_cli("check", SOURCE, target_dir / "nnUNetPlans.json", "--fix", "--force")
+    assert code == 0 and load(written)["plans_name"] == "nnUNetPlans_from_Dataset901_CTIsotropic"
+
+
+def test_dry_run_prints_a_diff_and_writes_nothing(run_cli, target_dir):
+    before = _listing(target_dir)
+    code, out, _ = run_cli("check", SOURCE, target_dir / "nnUNetPlans.json", "--fix", "--dry-run")
+    assert code == 0
+    assert out.startswith("--- ") and "\n+++ " in out and "-    \"plans_name\": \"nnUNetPlans\"," in out
+    assert "(dry run: nothing written)" in out
+    assert _listing(target_dir) == before
+
+
+def test_fix_is_idempotent_through_the_cli(run_cli, target_dir):
+    assert run_cli("check", SOURCE, target_dir / "nnUNetPlans.json", "--fix")[0] == 0
+    written = target_dir / "nnUNetPlans_from_Dataset901_CTIsotropic.json"
+    content = written.read_bytes()
+    code, out, _ = run_cli("check", SOURCE, written, "--fix")
+    assert code == 0 and "Nothing to fix" in out
+    assert written.read_bytes() == content
+    assert sorted(p.name for p in target_dir.iterdir()).count(written.name) == 1
+
+
+def test_unfixable_is_explained_and_writes_nothing(run_cli, tmp_path):
+    target = pathlib.Path(shutil.copytree(FIXTURES / "Dataset903_ProstateMRI", tmp_path / "t"))
+    before = _listing(target)
+    code, out, err = run_cli("check", SOURCE, target / "nnUNetPlans.json", "--fix")
+    assert code == 1
+    assert "Cannot fix with plans" in out and "input channel" in out and "Nothing was written." in out
+    assert _listing(target) == before
+
+
+def test_fix_options_need_fix(run_cli, target_dir):
+    code, _, err = run_cli("check", SOURCE, target_dir / "nnUNetPlans.json", "--dry-run")
+    assert code == 2 and "--dry-run only make sense with --fix" in err
+
+
+def test_fix_json_output(run_cli, target_dir):
+    code, out, _ = run_cli("check", SOURCE, target_dir / "nnUNetPlans.json", "--fix", "--format", "json")
+    d = json.loads(out)
+    assert code == 0
+    assert d["before"]["compatible"] is False and d["after"]["compatible"] is True
+    assert pathlib.Path(d["written"]).exists()
+
+
+def _all_targets() -> list[pathlib.Path]:
+    return [p for p in fixture_plans() if p != SOURCE]
+
+
+def test_matrix_text_and_json(run_cli):
+    targets = _all_targets()
+    code, out, err = run_cli("matrix", SOURCE, *targets, "-c", "3d_fullres", "-c", "2d", "--format", "json")
+    assert code == 1  # some fixture targets are incompatible
+    d = json.loads(out)
+    rows = d["rows"]
+    assert len(rows) == 2 * len(targets)
+    by = {(pathlib.Path(r["target"]).parent.name, pathlib.Path(r["target"]).stem, r["configuration"]): r for r in rows}
+    ok = by[("Dataset907_CTIsotropicOther", "nnUNetPlans", "3d_fullres")]
+    assert ok["compatible"] is True and ok["parameter_share"] == 1.0 and ok["fixable"] is None
+    aniso = by[("Dataset902_CTAnisotropic", "nnUNetPlans", "3d_fullres")]
+    assert aniso["compatible"] is False and aniso["fixable"] is True and 0 < aniso["parameter_share"] < 1
+    assert "kernel_sizes" in aniso["main_cause"]
+    mri = by[("Dataset903_ProstateMRI", "nnUNetPlans", "2d")]
+    assert mri["fixable"] is False and "input channel" in mri["fix_note"]
+    assert err == ""  # stderr is not a terminal here: no progress
+    code, text, _ = run_cli("matrix", SOURCE, *targets, "-c", "3d_fullres")
+    assert code == 1
+    assert text.splitlines()[0].endswith(f"source: {SOURCE}")
+    assert "--fix can fix" in text and "99.2%" in text
+
+
+def test_matrix_fix_writes_every_fixable_target(run_cli, tmp_path):
+    copies = []
+    for name in ("Dataset902_CTAnisotropic", "Dataset905_CardiacCine", "Dataset907_CTIsotropicOther"):
+        copies.append(pathlib.Path(shutil.copytree(FIXTURES / name, tmp_path / name)) / "nnUNetPlans.json")
+    code, out, _ = run_cli("matrix", SOURCE, *copies, "--fix", "--format", "json")
+    d = json.loads(out)
+    assert code == 0, out
+    assert d["compatible"] is True
+    for row in d["rows"]:
+        if row["compatible"]:
+            assert row["fixed_path"] is None
+        else:
+            assert row["fixable"] and row["fixed_compatible"] is True
+            assert pathlib.Path(row["fixed_path"]).exists()
+
+
+def test_matrix_exit_0_when_all_compatible(run_cli):
+    code, _, _ = run_cli("matrix", SOURCE, fixture("Dataset907_CTIsotropicOther"), fixture("Dataset908_CTIsotropicCropped"))
+    assert code == 0
+
+
+def test_matrix_row_error_is_exit_3(run_cli, tmp_path):
+    code, out, _ = run_cli("matrix", SOURCE, fixture("Dataset907_CTIsotropicOther"), tmp_path / "missing.json")
+    assert code == 3
+    assert "not found" in out
+
+
+def _stderr_on_a_terminal(*args: str) -> str:
+    import os
+    import pty
+    import subprocess
+    import sys
+
+    master, slave = pty.openpty()
+    proc = subprocess.run([sys.executable, "-m", "plancheck", *args], stdout=subprocess.PIPE, stderr=slave)
+    os.close(slave)
+    chunks = []
+    while True:
+        try:
+            data = os.read(master, 65536)
+        except OSError:
+            break
+        if not data:
+            break
+        chunks.append(data)
+    os.close(master)
+    assert proc.returncode in (0, 1)
+    return b"".join(chunks).decode()
+
+
+def test_matrix_progress_only_on_a_terminal_and_not_with_quiet():
+    targets = [str(p) for p in _all_targets()[:5]]
+    shown = _stderr_on_a_terminal("matrix", str(SOURCE), *targets)
+    assert "[0/5]" in shown and "[5/5]" in shown
+    assert _stderr_on_a_terminal("matrix", str(SOURCE), *targets, "--quiet") == ""
+    assert _stderr_on_a_terminal("matrix", str(SOURCE), *targets[:3]) == ""  # a few rows: no progress
