@@ -283,7 +283,39 @@ def check_target(
     if prepared.prefix is not None:
         assert prepared.unprefixed is not None
         report = _with_prefix_cause(report, prepared.prefix, prepared.shapes, prepared.unprefixed, target_shapes)
+    ckpt = prepared.input.checkpoint
+    if ckpt is not None and (ckpt.format == "safetensors" or ckpt.container_key != "network_weights"):
+        report = _with_container_failure(report, ckpt)
     return CheckResult(report=report, target=tgt)
+
+
+def _with_container_failure(report: Report, ckpt: Checkpoint) -> Report:
+    """nnU-Net's loader fails before it compares a key: the file is not ``{'network_weights': ...}``.
+
+    The verdict follows nnU-Net (incompatible as the file stands); the tensor table still
+    shows what would load once the file is re-saved, so the user sees both.
+    """
+    from plancheck.report import FirstFailure
+
+    if ckpt.format == "safetensors":
+        found = "a safetensors file, which torch.load cannot read"
+    elif ckpt.container_key is None:
+        found = "a bare state_dict without a 'network_weights' key"
+    else:
+        found = f"a state_dict under '{ckpt.container_key}', not under 'network_weights'"
+    note = (
+        f"load_pretrained_weights reads torch.load(file)['network_weights'] and stops at once on {found}; "
+        "re-save the tensors as torch.save({'network_weights': state_dict}, path). "
+        + ("After that, the weights would load." if report.compatible else "Even then, the tensors below do not fit.")
+    )
+    cause = RootCause(Cause("checkpoint container", ckpt.container_key or ckpt.format, "network_weights"),
+                      0, 0, note)
+    return dataclasses.replace(
+        report,
+        compatible=False,
+        first_failure=FirstFailure(key="network_weights", reason="container", source_shape=None, target_shape=None),
+        root_causes=(cause, *report.root_causes),
+    )
 
 
 def check(

@@ -74,6 +74,9 @@ def _verdict_line(report: Report) -> str:
     assert ff is not None
     if ff.reason == "missing":
         why = "missing in the source"
+    elif ff.reason == "container":
+        return ("INCOMPATIBLE: nnU-Net's load_pretrained_weights would fail before comparing any key: "
+                "the file has no 'network_weights' (see Root causes)")
     else:
         why = f"shape: source {format_shape(ff.source_shape)}, target {format_shape(ff.target_shape)}"
     return f"INCOMPATIBLE: nnU-Net's load_pretrained_weights would stop at {ff.key} ({why})"

@@ -324,15 +324,27 @@ def test_bare_state_dict_needs_source_plans(store, run_cli):
 @pytest.mark.parametrize("name, what", [("bare.pth", "a bare state_dict"),
                                          ("state_dict.pth", "a state_dict under 'state_dict'")])
 def test_state_dict_with_source_plans(store, run_cli, name, what):
+    # nnU-Net's loader reads torch.load(file)['network_weights']: on these files it stops with a KeyError
+    # before comparing any key. plancheck agrees (incompatible, reason "container") and still shows that
+    # the tensors themselves would load once the file is re-saved.
+    from nnunetv2.run.load_pretrained_weights import load_pretrained_weights
+
+    with pytest.raises(KeyError, match="network_weights"):
+        load_pretrained_weights(real_target(fixture(D906), "3d_fullres"), str(store.paths[name]))
     code, out, err = run_cli("check", store.paths[name], fixture(D906), "--source-plans", fixture(D906),
                              "--format", "json")
-    assert code == 0, err
+    assert code == 1, err
     d = json.loads(out)
+    assert d["compatible"] is False
+    assert d["nnunet_first_failure"]["key"] == "network_weights"
+    assert d["nnunet_first_failure"]["reason"] == "container"
+    assert d["summary"]["mismatch"] == d["summary"]["missing"] == 0  # the tensors themselves fit
+    assert "After that, the weights would load." in d["root_causes"][0]["note"]
     assert d["source"]["kind"] == "state-dict"
     assert d["source"]["details"]["plans_from"] == "--source-plans"
     assert any(what in w and "KeyError" in w for w in d["warnings"])
-    code, _, _ = run_cli("check", store.paths[name], fixture(D901), "--source-plans", fixture(D906))
-    assert code == 1
+    code, out, _ = run_cli("check", store.paths[name], fixture(D901), "--source-plans", fixture(D906))
+    assert code == 1 and "Even then, the tensors below do not fit." in out
 
 
 def test_safetensors(store, tmp_path, run_cli):
@@ -341,7 +353,10 @@ def test_safetensors(store, tmp_path, run_cli):
     code, _, err = run_cli("check", path, fixture(D906))
     assert code == 3 and "safetensors" in one_line(err) and "--source-plans" in err
     report = check(path, fixture(D906), source_plans=fixture(D906))
-    assert report.compatible and report.source.kind == "safetensors"
+    # torch.load cannot read safetensors, so nnU-Net's loader fails on the file as it stands
+    assert not report.compatible and report.first_failure.reason == "container"
+    assert report.summary.counts["mismatch"] == report.summary.counts["missing"] == 0
+    assert report.source.kind == "safetensors"
     assert any("cannot read safetensors" in w for w in report.warnings)
     assert not check(path, fixture(D901), source_plans=fixture(D906)).compatible
 
