@@ -124,7 +124,7 @@ def preprocessing_warnings(source: Side, target: Side) -> list[str]:
         dataset_json_a=source.dataset_json,
         dataset_json_b=target.dataset_json,
     )
-    return list(warnings_of(result))
+    return list(warnings_of(result, names=("source", "target")))
 
 
 def checkpoint_shapes(ckpt: Checkpoint) -> ShapeTable:

@@ -147,12 +147,23 @@ def _load_lines(report: Report) -> list[tuple[str, str, str]]:
 def _tensor_rows(report: Report, verbose: bool) -> list[TensorRow]:
     rows = list(report.tensors)
     if not verbose:
-        rows = [r for r in rows if r.status is not Status.OK]
+        rows = [r for r in rows if r.status not in (Status.OK, Status.HEAD)]
     return rows
 
 
+def _short_parameter(parameter: str) -> str:
+    """``configurations.3d_fullres.architecture.arch_kwargs.strides[4]`` -> ``strides[4]`` (full paths: Root causes)."""
+    marker = ".arch_kwargs."
+    if parameter.startswith("configurations.") and marker in parameter:
+        return parameter.split(marker, 1)[1]
+    return parameter
+
+
 def _cause_text(row: TensorRow) -> str:
-    return ", ".join(c.parameter for c in row.causes)
+    names = [_short_parameter(c.parameter) for c in row.causes]
+    if len(names) > 2:
+        return f"{names[0]} (+{len(names) - 1} changing with it)"
+    return ", ".join(names)
 
 
 def _report_sections(report: Report, verbose: bool, fmt: str) -> list[tuple[str, str]]:
@@ -180,8 +191,13 @@ def _report_sections(report: Report, verbose: bool, fmt: str) -> list[tuple[str,
                          tablefmt=fmt, disable_numparse=True),
             )
         )
-    sections.append(("Would load", tabulate(_load_lines(report), tablefmt=fmt if fmt == "github" else "plain",
-                                            headers=["part", "tensors", "parameters"] if fmt == "github" else ())))
+    load = tabulate(_load_lines(report), tablefmt=fmt if fmt == "github" else "plain",
+                    headers=["part", "tensors", "parameters"] if fmt == "github" else ())
+    heads = report.summary.counts.get(Status.HEAD.value, 0)
+    if heads:
+        load += (f"\n\nSegmentation head: {heads} tensor{'s' if heads != 1 else ''} (.seg_layers.), "
+                 "skipped by nnU-Net and trained anew")
+    sections.append(("Would load", load))
     if report.warnings:
         sections.append(("Warnings", "\n".join(f"- {w}" for w in report.warnings)))
     notes = [*report.source.notes, *report.target.notes, *report.notes]
@@ -196,7 +212,7 @@ def _report_sections(report: Report, verbose: bool, fmt: str) -> list[tuple[str,
             line.append(_cause_text(r))
         table.append(line)
     headers = ["status", "key", "aliases", "source shape", "target shape"] + (["cause"] if has_causes else [])
-    title = "Tensors" if verbose else "Tensors that do not load as they are (all others: ok)"
+    title = "Tensors" if verbose else "Tensors that do not load (all others: ok, or the head)"
     if table:
         sections.append((title, tabulate(table, headers=headers, tablefmt=fmt, disable_numparse=True)))
     return sections
