@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from plancheck._nnunet import quiet
 from plancheck.errors import ClassRefused
 
-__all__ = ["ALLOWED_ROOTS", "ResolvedClass", "is_allowed", "resolve_class"]
+__all__ = ["ALLOWED_ROOTS", "ResolvedClass", "find_defining_module", "is_allowed", "resolve_class"]
 
 #: Packages whose classes a plans file may name.
 ALLOWED_ROOTS: tuple[str, ...] = ("torch.nn", "dynamic_network_architectures", "nnunetv2")
@@ -136,24 +136,35 @@ def _first_line(e: BaseException) -> str:
 def _find_moved(class_name: str) -> str | None:
     """Find the module that defines ``class_name`` by parsing source files, importing nothing."""
     for package in _MOVED_SEARCH_PACKAGES:
-        root_name = package.split(".")[0]
-        spec = importlib.util.find_spec(root_name)
-        if spec is None or not spec.submodule_search_locations:
-            continue
-        base = os.path.join(spec.submodule_search_locations[0], *package.split(".")[1:])
-        for dirpath, dirnames, filenames in os.walk(base):
-            dirnames.sort()
-            for filename in sorted(filenames):
-                if not filename.endswith(".py"):
-                    continue
-                file_path = os.path.join(dirpath, filename)
-                try:
-                    with open(file_path, encoding="utf-8") as fh:
-                        tree = ast.parse(fh.read(), filename=file_path)
-                except (OSError, SyntaxError, UnicodeDecodeError):
-                    continue
-                if any(isinstance(node, ast.ClassDef) and node.name == class_name for node in tree.body):
-                    rel = os.path.relpath(file_path[: -len(".py")], base).replace(os.sep, ".")
-                    module = f"{package}.{rel}".removesuffix(".__init__")
-                    return f"{module}.{class_name}"
+        module = find_defining_module(package, class_name)
+        if module is not None:
+            return f"{module}.{class_name}"
+    return None
+
+
+def find_defining_module(package: str, class_name: str) -> str | None:
+    """The module under ``package`` whose source defines ``class_name`` at top level; imports nothing.
+
+    Reading the files with :mod:`ast` lets plancheck import only that one module, where a
+    search by import (nnU-Net's ``recursive_find_python_class``) would import them all.
+    """
+    root_name = package.split(".")[0]
+    spec = importlib.util.find_spec(root_name)
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    base = os.path.join(spec.submodule_search_locations[0], *package.split(".")[1:])
+    for dirpath, dirnames, filenames in os.walk(base):
+        dirnames.sort()
+        for filename in sorted(filenames):
+            if not filename.endswith(".py"):
+                continue
+            file_path = os.path.join(dirpath, filename)
+            try:
+                with open(file_path, encoding="utf-8") as fh:
+                    tree = ast.parse(fh.read(), filename=file_path)
+            except (OSError, SyntaxError, UnicodeDecodeError, ValueError):
+                continue
+            if any(isinstance(node, ast.ClassDef) and node.name == class_name for node in tree.body):
+                rel = os.path.relpath(file_path[: -len(".py")], base).replace(os.sep, ".")
+                return f"{package}.{rel}".removesuffix(".__init__")
     return None

@@ -384,13 +384,11 @@ def matrix_command(
 
     if (force or strategy != "architecture") and not fix:
         raise UsageError("--force and --strategy only make sense with --fix")
-    progress = None
-    if not quiet and len(targets) * max(1, len(configurations)) > 3 and sys.stderr.isatty():
-        def progress(done: int, total: int, name: str) -> None:
-            end = "\n" if done == total else ""
-            click.echo(f"\r[{done}/{total}] {name[-60:]:<60}", err=True, nl=False)
-            if end:
-                click.echo("", err=True)
+    def show_progress(done: int, total: int, name: str) -> None:
+        click.echo(f"\r[{done}/{total}] {name[-60:]:<60}", err=True, nl=done == total)
+
+    rows = len(targets) * max(1, len(configurations))
+    progress = show_progress if not quiet and rows > 3 and sys.stderr.isatty() else None
 
     result = matrix(
         source,

@@ -27,7 +27,6 @@ torch and nnU-Net are imported lazily (through :mod:`plancheck.build` and the pl
 
 from __future__ import annotations
 
-import ast
 import contextlib
 import copy
 import difflib
@@ -186,33 +185,17 @@ class PlannerReference:
 
 def _find_planner_class(name: str) -> tuple[type, str] | None:
     """The class ``name`` defined inside nnunetv2.experiment_planning, found by reading sources, one module imported."""
+    from plancheck.classpath import find_defining_module
+
     if not _IDENTIFIER.match(name):
         return None
-    spec = importlib.util.find_spec("nnunetv2")
-    if spec is None or not spec.submodule_search_locations:
+    module_name = find_defining_module(_PLANNER_PACKAGE, name)
+    if module_name is None:
         return None
-    base = os.path.join(spec.submodule_search_locations[0], "experiment_planning")
-    for dirpath, dirnames, filenames in os.walk(base):
-        dirnames.sort()
-        for filename in sorted(filenames):
-            if not filename.endswith(".py"):
-                continue
-            file_path = os.path.join(dirpath, filename)
-            try:
-                with open(file_path, encoding="utf-8") as fh:
-                    tree = ast.parse(fh.read(), filename=file_path)
-            except (OSError, SyntaxError, UnicodeDecodeError):
-                continue
-            if not any(isinstance(node, ast.ClassDef) and node.name == name for node in tree.body):
-                continue
-            rel = os.path.relpath(file_path[: -len(".py")], base).replace(os.sep, ".")
-            module_name = f"{_PLANNER_PACKAGE}.{rel}".removesuffix(".__init__")
-            with quiet(), captured_warnings():
-                module = importlib.import_module(module_name)
-            cls = getattr(module, name, None)
-            if inspect.isclass(cls):
-                return cls, f"{module_name}.{name}"
-    return None
+    with quiet(), captured_warnings():
+        module = importlib.import_module(module_name)
+    cls = getattr(module, name, None)
+    return (cls, f"{module_name}.{name}") if inspect.isclass(cls) else None
 
 
 def _budget_rule(cls: type) -> tuple[str, str]:
