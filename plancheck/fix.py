@@ -1047,12 +1047,12 @@ def _strategy(value: str | Strategy) -> Strategy:
         ) from None
 
 
-def _changes(
-    old: PlansFile, new: PlansFile, old_configuration: str, new_configuration: str, target: Side
-) -> tuple[PlanChange, ...]:
+def _plans_diff(old: PlansFile, new: PlansFile, old_configuration: str, new_configuration: str,
+                target: Side) -> t.Any:
+    """The diff of the target's plans and the new plans (the changes, and for ``move`` its warnings)."""
     from plancheck.plansdiff import diff
 
-    result = diff(
+    return diff(
         old,
         new,
         configurations=(old_configuration,),
@@ -1060,21 +1060,11 @@ def _changes(
         dataset_json_a=target.dataset_json,
         dataset_json_b=target.dataset_json,
     )
-    return result.changes
 
 
-def _move_warnings(old: PlansFile, new: PlansFile, old_configuration: str, new_configuration: str,
-                   target: Side) -> list[str]:
-    from plancheck.plansdiff import diff, preprocessing_warnings
+def _move_warnings(result: t.Any) -> list[str]:
+    from plancheck.plansdiff import preprocessing_warnings
 
-    result = diff(
-        old,
-        new,
-        configurations=(old_configuration,),
-        target_configuration=new_configuration,
-        dataset_json_a=target.dataset_json,
-        dataset_json_b=target.dataset_json,
-    )
     return [
         f"preprocessing changes: {w}"
         for w in preprocessing_warnings(result, names=("the target's plans", "the moved plans"))
@@ -1205,9 +1195,10 @@ def plan_fix(
             f"the fixed plans still do not load the weights: nnU-Net would stop at {fixed_failure.key}", path=path
         )
     old_file = target.plans
+    plans_diff = _plans_diff(old_file, new_file, target.configuration.name, configuration, target)
     if strategy is Strategy.MOVE:
-        warnings += _move_warnings(old_file, new_file, target.configuration.name, configuration, target)
-    changes = _changes(old_file, new_file, target.configuration.name, configuration, target)
+        warnings += _move_warnings(plans_diff)
+    changes = plans_diff.changes
     if path is not None and target.plans.path and os.path.abspath(path) == os.path.abspath(target.plans.path):
         warnings.append(f"the new plans would replace the target's own plans file {target.plans.path}")
     notes += _location_notes(path, dataset_name, plans_name)
