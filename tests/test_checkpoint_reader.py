@@ -10,11 +10,13 @@ import os
 import pickle
 import pickletools
 import random
+import re
 import struct
 import subprocess
 import sys
+import warnings
 import zipfile
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from pathlib import Path
 
 import numpy as np
@@ -23,10 +25,14 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+import plancheck.checkpoint as checkpoint_module
 from plancheck.checkpoint import (
     ALLOWED_GLOBALS,
+    MAX_PICKLE_NESTING,
     Checkpoint,
     TensorRecord,
+    _prescan,
+    _tensor_record_pattern,
     read_checkpoint,
 )
 from plancheck.errors import CheckpointError
@@ -828,3 +834,585 @@ def test_huge_memo_index_is_refused(tmp_path):
     pkl = b"\x80\x02}r\xff\xff\xff\x7f."
     path = write_zip(tmp_path / "memo.pth", {"archive/data.pkl": pkl})
     assert "memo index 2147483647 out of range" in read_error(path)
+
+
+# --------------------------------------------------------------------------- pre-scan: the walker
+#
+# plancheck.checkpoint._prescan is a hand-written opcode walker with fast paths. It must
+# decide exactly what the pickletools-based rule below (its previous implementation, kept
+# verbatim as the reference) decides: accept, refuse as too deep, refuse a memo index,
+# or refuse as malformed.
+
+_REF_PUSH_LEAF = frozenset({
+    "INT", "BININT", "BININT1", "BININT2", "LONG", "LONG1", "LONG4", "STRING", "BINSTRING",
+    "SHORT_BINSTRING", "BINBYTES", "SHORT_BINBYTES", "BINBYTES8", "BYTEARRAY8", "UNICODE",
+    "SHORT_BINUNICODE", "BINUNICODE", "BINUNICODE8", "FLOAT", "BINFLOAT", "NONE", "NEWTRUE",
+    "NEWFALSE", "GLOBAL", "PERSID", "EXT1", "EXT2", "EXT4", "NEXT_BUFFER",
+})
+_REF_PUSH_EMPTY = frozenset({"EMPTY_TUPLE", "EMPTY_LIST", "EMPTY_DICT", "EMPTY_SET"})
+_REF_FROM_MARK_BUILD = frozenset({"LIST", "TUPLE", "DICT", "FROZENSET", "INST", "OBJ"})
+_REF_FROM_MARK_EXTEND = frozenset({"APPENDS", "SETITEMS", "ADDITEMS"})
+_REF_POP_N_PUSH = {"TUPLE1": 1, "TUPLE2": 2, "TUPLE3": 3, "REDUCE": 2, "NEWOBJ": 2,
+                   "NEWOBJ_EX": 3, "STACK_GLOBAL": 2, "BINPERSID": 1}
+
+
+def _reference_prescan(data: bytes) -> None:
+    """The rule as pickletools reads the opcodes (plancheck's pre-scan before the walker)."""
+    stack: list[int] = []
+    marks: list[int] = []
+    memo: dict[int, int] = {}
+
+    def push(depth: int) -> None:
+        if depth > MAX_PICKLE_NESTING:
+            raise CheckpointError(
+                f"data.pkl nests objects deeper than {MAX_PICKLE_NESTING} levels: refusing"
+            )
+        stack.append(depth)
+
+    def pop_mark() -> list[int]:
+        start = marks.pop()
+        if start > len(stack):
+            raise ValueError("pickle mark beyond the stack")
+        items = stack[start:]
+        del stack[start:]
+        return items
+
+    for n_ops, (op, arg, _) in enumerate(pickletools.genops(data)):
+        name = op.name
+        if name in _REF_PUSH_LEAF:
+            push(0)
+        elif name in _REF_PUSH_EMPTY:
+            push(1)
+        elif name in _REF_POP_N_PUSH:
+            n = _REF_POP_N_PUSH[name]
+            if len(stack) < n:
+                raise ValueError(f"pickle stack underflow at {name}")
+            items = stack[-n:]
+            del stack[-n:]
+            push(0 if name in ("STACK_GLOBAL", "BINPERSID")
+                 else 1 + max(items) if name.startswith("TUPLE") else max(items))
+        elif name in _REF_FROM_MARK_BUILD:
+            push(1 + max(pop_mark(), default=0))
+        elif name in _REF_FROM_MARK_EXTEND:
+            items = pop_mark()
+            stack[-1] = max(stack[-1], 1 + max(items, default=0))
+            push(stack.pop())
+        elif name == "APPEND":
+            v = stack.pop()
+            push(max(stack.pop(), v + 1))
+        elif name == "SETITEM":
+            v, k = stack.pop(), stack.pop()
+            push(max(stack.pop(), k + 1, v + 1))
+        elif name == "BUILD":
+            state = stack.pop()
+            push(max(stack.pop(), state))
+        elif name == "MARK":
+            marks.append(len(stack))
+        elif name == "POP":
+            stack.pop()
+        elif name == "POP_MARK":
+            pop_mark()
+        elif name == "DUP":
+            push(stack[-1])
+        elif name in ("PUT", "BINPUT", "LONG_BINPUT", "MEMOIZE"):
+            idx = len(memo) if name == "MEMOIZE" else int(arg)
+            if idx > n_ops:
+                raise ValueError(f"pickle memo index {idx} out of range")
+            memo[idx] = stack[-1]
+        elif name in ("GET", "BINGET", "LONG_BINGET"):
+            push(memo[int(arg)])
+        elif name == "STOP":
+            break
+        # PROTO, FRAME, READONLY_BUFFER, READWRITE_BUFFER: no effect on nesting
+
+
+def _verdict(scan, data: bytes) -> str:
+    """'accepted', 'too deep', 'memo index' or 'malformed'."""
+    try:
+        with warnings.catch_warnings():  # protocol-0 STRING escapes warn on bad input
+            warnings.simplefilter("ignore")
+            scan(data)
+    except CheckpointError as e:
+        assert "nests objects deeper than 200 levels" in str(e)
+        return "too deep"
+    except (ValueError, IndexError, KeyError) as e:  # UnicodeDecodeError is a ValueError
+        return "memo index" if re.search(r"memo index -?\d+ out of range", str(e)) else "malformed"
+    return "accepted"
+
+
+def assert_same_verdict(data: bytes) -> str:
+    expected = _verdict(_reference_prescan, data)
+    got = _verdict(_prescan, data)
+    assert got == expected, f"walker: {got}, rule: {expected}, pickle: {data[:300]!r}"
+    return got
+
+
+def _torch_pkl(obj: object, **kwargs) -> bytes:
+    buf = io.BytesIO()
+    torch.save(obj, buf, **kwargs)
+    with zipfile.ZipFile(buf) as zf:
+        (name,) = [n for n in zf.namelist() if n.endswith("/data.pkl")]
+        return zf.read(name)
+
+
+@pytest.fixture(scope="module")
+def real_pickles(nnunet) -> list[bytes]:
+    """data.pkl of torch checkpoints (protocols 2 to 5) and plain pickles (protocols 0 to 5)."""
+    net = make_net()
+    mixed = {"network_weights": net.state_dict(), "np": [np.float64(1.5), np.arange(3)],
+             "set": {1, 2}, "nested": (1, (2, (3,))), "bytes": b"xy", "text": "é€\U0001f600",
+             "big": 10**30, "neg": -5, "float": 0.25, "none": None, "flags": [True, False]}
+    pickles = [data_pkl(nnunet[0]), SMALL_PKL]
+    pickles += [_torch_pkl(mixed, pickle_protocol=p) for p in (2, 3, 4, 5)]
+    plain = {"a": [1, 2.5, None, True, "s", b"b", (1, 2), (1, 2, 3, 4), frozenset({1}), set(),
+                   bytearray(b"x"), 10**30, -5, -(2**40), 300, 70000, "é"],
+             "b": {"c": ((),) * 3, "d": OrderedDict(x=[[[]]])}, "shared": [[1]] * 3}
+    pickles += [pickle.dumps(plain, protocol=p) for p in range(pickle.HIGHEST_PROTOCOL + 1)]
+    return pickles
+
+
+def test_prescan_accepts_real_pickles(real_pickles):
+    for pkl in real_pickles:
+        assert assert_same_verdict(pkl) == "accepted"
+
+
+def test_fast_paths_match_torch_layout(real_pickles):
+    # The walker applies a torch tensor record, and a run of _metadata entries, as a whole
+    # when they match its patterns; if torch changes its layout the reader stays correct
+    # but gets slower: this says so.
+    state_dict = make_net().state_dict()
+    pkl = _torch_pkl(state_dict)
+    matched = list(_tensor_record_pattern().finditer(pkl))
+    assert len(matched) == len(state_dict) - 1  # all but the first, which names its globals
+    assert all(m.group(1) for m in matched)  # each with its name
+    # torch.save (protocol 2) writes every tensor of the nnU-Net checkpoint that way, too
+    assert len(list(_tensor_record_pattern().finditer(real_pickles[0]))) >= len(state_dict)
+    run, _ = checkpoint_module._dict_entry_patterns()
+    metadata = pkl.index(_binunicode("_metadata"))
+    first = pkl.index(_binunicode("encoder"), metadata)
+    m = run.match(pkl, first)
+    assert m is not None and pkl[m.end():m.end() + 1] == b"u"  # all entries after the first
+
+
+def _mutate(rng: random.Random, pkl: bytes, donors: list[bytes]) -> bytes:
+    out = bytearray(pkl)
+    kind = rng.random()
+    if kind < 0.35:  # overwrite bytes
+        for _ in range(rng.randint(1, 4)):
+            out[rng.randrange(len(out))] = rng.randrange(256)
+    elif kind < 0.5:  # insert a byte
+        at = rng.randrange(len(out))
+        out[at:at] = bytes([rng.randrange(256)])
+    elif kind < 0.6:  # delete bytes
+        at = rng.randrange(len(out))
+        del out[at:at + rng.randint(1, 5)]
+    elif kind < 0.7:  # truncate
+        del out[rng.randrange(len(out)):]
+    elif kind < 0.85:  # splice in a piece of another pickle
+        donor = rng.choice(donors)
+        start = rng.randrange(len(donor))
+        at = rng.randrange(len(out))
+        out[at:at] = donor[start:start + rng.randint(1, 40)]
+    else:  # change a memo index: the argument of a PUT or GET
+        spots = _memo_spots(pkl)
+        if spots:
+            at = rng.choice(spots) + 1
+            out[at] = rng.choice([0, 1, 2, out[at] - 1 & 0xFF, out[at] + 1 & 0xFF, 0xFF])
+    return bytes(out)
+
+
+_MEMO_SPOTS: dict[bytes, list[int]] = {}
+
+
+def _memo_spots(pkl: bytes) -> list[int]:
+    """Positions of the BINPUT / LONG_BINPUT / BINGET / LONG_BINGET opcodes of *pkl*."""
+    if pkl not in _MEMO_SPOTS:
+        _MEMO_SPOTS[pkl] = [pos for op, _, pos in pickletools.genops(pkl)
+                            if op.name in ("BINPUT", "LONG_BINPUT", "BINGET", "LONG_BINGET")]
+    return _MEMO_SPOTS[pkl]
+
+
+def test_prescan_matches_the_rule_on_mutated_pickles(real_pickles):
+    rng = random.Random(20240611)
+    small = real_pickles[1:]
+    verdicts = Counter()
+    for _ in range(1500):
+        verdicts[assert_same_verdict(_mutate(rng, rng.choice(small), real_pickles))] += 1
+    for _ in range(100):  # the nnU-Net checkpoint: tensor records, aliases, BINPUT -> LONG_BINPUT
+        verdicts[assert_same_verdict(_mutate(rng, real_pickles[0], real_pickles))] += 1
+    assert min(verdicts[v] for v in ("accepted", "memo index", "malformed")) >= 20, verdicts
+
+
+def test_prescan_fast_path_agrees_with_opcode_by_opcode(real_pickles, monkeypatch):
+    rng = random.Random(7)
+    cases = [real_pickles[0]] + [_mutate(rng, real_pickles[0], real_pickles) for _ in range(100)]
+    fast = [_verdict(_prescan, pkl) for pkl in cases]
+    monkeypatch.setattr(checkpoint_module, "_tensor_record_pattern", lambda: re.compile(rb"(?!)"))
+    monkeypatch.setattr(checkpoint_module, "_dict_entries", lambda *args: 0)
+    assert [_verdict(_prescan, pkl) for pkl in cases] == fast
+
+
+def _get(idx: int) -> bytes:
+    return b"h" + bytes([idx]) if idx < 256 else b"j" + struct.pack("<I", idx)
+
+
+def _put(idx: int) -> bytes:
+    return b"q" + bytes([idx]) if idx < 256 else b"r" + struct.pack("<I", idx)
+
+
+def _binunicode(text: str) -> bytes:
+    raw = text.encode("utf-8", "surrogatepass")
+    return b"X" + struct.pack("<I", len(raw)) + raw
+
+
+#: Memoizes what torch's tensor records GET: 0 _rebuild_tensor_v2, 1 "storage",
+#: 2 FloatStorage, 3 "cpu", 4 OrderedDict -- all depth 0.
+_RECORD_PRELUDE = (b"\x80\x02ctorch._utils\n_rebuild_tensor_v2\nq\x00" + _binunicode("storage")
+                   + b"q\x01ctorch\nFloatStorage\nq\x02" + _binunicode("cpu") + b"q\x03"
+                   + b"ccollections\nOrderedDict\nq\x04")
+
+
+def _tensor_record(first_put: int, gets=(0, 1, 2, 3, 4), key: str | int = "7",
+                   size: bytes = b"K\x02K\x03\x86", stride: bytes = b"K\x03K\x01\x86",
+                   puts: list[int] | None = None, name: str | None = None) -> bytes:
+    """A tensor as torch.save pickles it (after its *name*, in a state_dict); memo indices
+    from *first_put* unless *puts* says."""
+    n_puts = 5 + (name is not None) + isinstance(key, str) + (size != b")") + (stride != b")")
+    idx = iter(puts if puts is not None else range(first_put, first_put + n_puts))
+    fn, storage, stype, location, hooks = gets
+    out = b"" if name is None else _binunicode(name) + _put(next(idx))
+    out += _get(fn) + b"((" + _get(storage) + _get(stype)
+    out += _binunicode(key) + _put(next(idx)) if isinstance(key, str) else _get(key)
+    out += _get(location) + b"K\x06t" + _put(next(idx)) + b"QK\x00"
+    out += size + (_put(next(idx)) if size != b")" else b"")
+    out += stride + (_put(next(idx)) if stride != b")" else b"")
+    out += b"\x89" + _get(hooks) + b")R" + _put(next(idx)) + b"t" + _put(next(idx))
+    return out + b"R" + _put(next(idx))
+
+
+def _version_entries(first_put: int, names=("a", "b.c", "d"), get: int = 0,
+                     puts: list[int] | None = None) -> bytes:
+    """{name: {"version": 1}, ...} entries as torch pickles a state_dict's _metadata."""
+    idx = iter(puts if puts is not None else range(first_put, first_put + 2 * len(names)))
+    return b"".join(_binunicode(name) + _put(next(idx)) + b"}" + _put(next(idx)) + _get(get)
+                    + b"K\x01s" for name in names)
+
+
+#: Memoizes "version" at index 0 (depth 0) and opens an (empty) dict for the entries.
+_VERSION_PRELUDE = b"\x80\x02" + _binunicode("version") + b"q\x000}q\x01("
+
+
+def _nested_tuple(depth: int) -> bytes:
+    """An object of depth *depth* (>= 1) on the stack: ) then depth - 1 TUPLE1s."""
+    return b")" + b"\x85" * (depth - 1)
+
+
+EDGE_CASES = {
+    # memo indices against the opcode's ordinal (PROTO is opcode 0)
+    "BINPUT at its ordinal": (b"\x80\x02Nq\x02.", "accepted"),
+    "BINPUT past its ordinal": (b"\x80\x02Nq\x03.", "memo index"),
+    "LONG_BINPUT at its ordinal": (b"\x80\x02NNr\x03\x00\x00\x00h\x03.", "accepted"),
+    "LONG_BINPUT past its ordinal": (b"\x80\x02NNr\x04\x00\x00\x00.", "memo index"),
+    "LONG_BINPUT far past": (b"\x80\x02}r\xff\xff\xff\x7f.", "memo index"),
+    "PUT past its ordinal, after sequential PUTs": (b"Nq\x00q\x01q\x02q\x05.", "memo index"),
+    "PUT text at its ordinal": (b"Np1\n.", "accepted"),
+    "PUT text past its ordinal": (b"Np2\n.", "memo index"),
+    "PUT text negative": (b"Np-5\ng-5\n\x85.", "accepted"),
+    "GET text negative never put": (b"Ng-5\n.", "malformed"),
+    "PUT text 00 is index 0": (b"Np00\nh\x00.", "accepted"),
+    "MEMOIZE fills len(memo)": (b"\x80\x04N\x94N\x94h\x01h\x00.", "accepted"),
+    "MEMOIZE after a hole": (b"\x80\x04NNq\x02\x94h\x01.", "accepted"),
+    "MEMOIZE overwrites": (b"\x80\x04NNq\x01\x94h\x00.", "malformed"),
+    "GET never put": (b"Nq\x00h\x01.", "malformed"),
+    "GET of a hole": (b"\x80\x02NNNq\x03h\x02.", "malformed"),
+    "overwritten entry keeps the new depth": (
+        b"\x80\x02Nq\x00" + _nested_tuple(200) + b"q\x00h\x00.", "accepted"),
+    "overwritten entry nests too deep": (
+        b"\x80\x02Nq\x00" + _nested_tuple(200) + b"q\x00h\x00\x85.", "too deep"),
+    "a name, then LONG_BINPUT past its ordinal as the last opcode": (
+        b"X\x01\x00\x00\x00ar\xff\xff\xff\x7f", "memo index"),
+    "a name, then BINPUT past its ordinal as the last opcode": (
+        b"\x80\x02X\x01\x00\x00\x00aq\xff", "memo index"),
+    "a name, then LONG_BINPUT past its ordinal, then {": (
+        b"X\x01\x00\x00\x00ar\xff\xff\xff\x7f}", "memo index"),
+    # nesting around the limit
+    "depth 200": (_nested_tuple(200) + b".", "accepted"),
+    "depth 201": (_nested_tuple(201) + b".", "too deep"),
+    "MARK tuples 200 deep": (b"(" * 200 + b"t" * 200 + b".", "accepted"),
+    "MARK tuples 201 deep": (b"(" * 201 + b"t" * 201 + b".", "too deep"),
+    "lists 201 deep by APPEND": (b"]" * 201 + b"a" * 200 + b".", "too deep"),
+    "dict key 200 deep by SETITEM": (b"}" + _nested_tuple(199) + b"Ns.", "accepted"),
+    "dict key 201 deep by SETITEM": (b"}" + _nested_tuple(200) + b"Ns.", "too deep"),
+    "nesting through the memo": (b")q\x00" + b"h\x00\x85q\x00" * 199 + b".", "accepted"),
+    "nesting through the memo, too deep": (b")q\x00" + b"h\x00\x85q\x00" * 200 + b".", "too deep"),
+    # malformed
+    "empty": (b"", "malformed"),
+    "no STOP": (b"\x80\x02N", "malformed"),
+    "only STOP": (b".", "accepted"),
+    "bytes after STOP": (b"N.\xff\xff", "accepted"),
+    "unknown opcode": (b"N\xff.", "malformed"),
+    "truncated LONG_BINPUT": (b"Nr\x00\x00", "malformed"),
+    "truncated BINUNICODE": (b"X\x05\x00\x00\x00abc", "malformed"),
+    "BINUNICODE not UTF-8": (b"X\x02\x00\x00\x00\xff\xfe.", "malformed"),
+    "BINUNICODE lone surrogate": (b"X\x03\x00\x00\x00\xed\xa0\x80.", "accepted"),
+    "stack underflow": (b"NR.", "malformed"),
+    "TUPLE without MARK": (b"Nt.", "malformed"),
+    "MARK beyond the stack": (b"N(00t.", "malformed"),
+    "PUT on an empty stack": (b"q\x00.", "malformed"),
+    "text INT not a number": (b"Ix\n.", "malformed"),
+    "text STRING without quotes": (b"Sab\n.", "malformed"),
+    "GLOBAL without newline": (b"cos\nsystem", "malformed"),
+    # tensor records: the fast path applies only when the rule gives the same answer
+    "tensor record": (_RECORD_PRELUDE + _tensor_record(5) + b".", "accepted"),
+    "tensor record, storage alias": (
+        _RECORD_PRELUDE + _tensor_record(5) + _tensor_record(12, key=7) + b".", "accepted"),
+    "tensor record, empty size and stride": (
+        _RECORD_PRELUDE + _tensor_record(5, size=b")", stride=b")") + b".", "accepted"),
+    "tensor record, flat size and stride": (
+        _RECORD_PRELUDE + _tensor_record(5, size=b"(K\x01K\x02K\x03t", stride=b"(K\x06K\x03K\x01t")
+        + b".", "accepted"),
+    "tensor record GETs a tuple": (
+        _RECORD_PRELUDE + b")q\x05" + _tensor_record(6, gets=(0, 1, 2, 3, 5)) + b".", "accepted"),
+    "tensor record GETs a hole": (
+        _RECORD_PRELUDE + b"Nq\x060" + _tensor_record(7, gets=(0, 1, 2, 3, 5)) + b".",
+        "malformed"),
+    "tensor record GETs what it PUTs before": (
+        _RECORD_PRELUDE + _tensor_record(5, gets=(0, 1, 2, 3, 6)) + b".", "accepted"),
+    "tensor record GETs what it PUTs later": (
+        _RECORD_PRELUDE + _tensor_record(5, gets=(11, 1, 2, 3, 4)) + b".", "malformed"),
+    "tensor record PUTs out of order": (
+        _RECORD_PRELUDE + _tensor_record(5, puts=[5, 6, 8, 7, 9, 10, 11]) + b".", "accepted"),
+    "tensor record PUTs past their ordinal": (
+        _RECORD_PRELUDE + _tensor_record(5, puts=[5, 6, 7, 8, 9, 10, 90]) + b".", "memo index"),
+    "tensor record PUTs overwrite": (
+        _RECORD_PRELUDE + _tensor_record(5, puts=[5, 6, 7, 8, 9, 10, 4]) + b"h\x04.", "accepted"),
+    "tensor record 198 tuples deep": (
+        _RECORD_PRELUDE + b"(" * 198 + _tensor_record(5) + b"t" * 198 + b".", "accepted"),
+    "tensor record 199 tuples deep": (
+        _RECORD_PRELUDE + b"(" * 199 + _tensor_record(5) + b"t" * 199 + b".", "too deep"),
+    "tensor record after its GET target was overwritten deeper": (
+        _RECORD_PRELUDE + _tensor_record(5) + _nested_tuple(200) + b"q\x04"
+        + _tensor_record(12) + b".", "too deep"),
+    "tensor record after its GET target was overwritten": (
+        _RECORD_PRELUDE + _tensor_record(5) + _nested_tuple(199) + b"q\x04"
+        + _tensor_record(12) + b".", "accepted"),
+    "version entries": (_VERSION_PRELUDE + _version_entries(2) + b"u.", "accepted"),
+    "version entries, LONG_BINPUT from 256 on": (
+        _VERSION_PRELUDE + _version_entries(2, names=[str(k) for k in range(200)]) + b"u.",
+        "accepted"),
+    "version entries, names of 127 and 128 bytes": (
+        _VERSION_PRELUDE + _version_entries(2, names=("x" * 127, "y" * 128, "z")) + b"u.",
+        "accepted"),
+    "version entries, a name not ASCII": (
+        _VERSION_PRELUDE + _version_entries(2, names=("a", "é", "b")) + b"u.", "accepted"),
+    "version entries, a name not UTF-8": (
+        _VERSION_PRELUDE + _version_entries(2, names=("a", "b"))
+        + b"X\x01\x00\x00\x00\xffq\x06}q\x07h\x00K\x01su.", "malformed"),
+    "version entries GET a dict": (
+        _VERSION_PRELUDE + _version_entries(2, get=1) + b"u.", "accepted"),
+    "version entries GET their own name": (
+        _VERSION_PRELUDE + _version_entries(2, names=("a",)) + _version_entries(4, get=2)
+        + b"u.", "accepted"),
+    "version entries GET what they PUT later": (
+        _VERSION_PRELUDE + _version_entries(2, get=7) + b"u.", "malformed"),
+    "version entries PUT out of order": (
+        _VERSION_PRELUDE + _version_entries(2, puts=[2, 3, 5, 4, 6, 7]) + b"u.", "accepted"),
+    "version entries PUT past their ordinal": (
+        _VERSION_PRELUDE + _version_entries(2, puts=[2, 3, 4, 5, 6, 90]) + b"u.", "memo index"),
+    "version entries 198 tuples deep": (
+        _VERSION_PRELUDE[:-3] + b"(" * 198 + b"}q\x01(" + _version_entries(2) + b"u"
+        + b"t" * 198 + b".", "accepted"),
+    "version entries 199 tuples deep": (
+        _VERSION_PRELUDE[:-3] + b"(" * 199 + b"}q\x01(" + _version_entries(2) + b"u"
+        + b"t" * 199 + b".", "too deep"),
+    "named tensor records": (
+        _RECORD_PRELUDE + b"}(" + _tensor_record(5, name="a") + _tensor_record(13, name="b.c")
+        + _tensor_record(21, name="d", key=6) + b"u.", "accepted"),
+    "named tensor records, names of 127 and 128 bytes": (
+        _RECORD_PRELUDE + b"}(" + _tensor_record(5, name="a") + _tensor_record(13, name="x" * 127)
+        + _tensor_record(21, name="y" * 128) + _tensor_record(29, name="z") + b"u.", "accepted"),
+    "named tensor records, a name not ASCII": (
+        _RECORD_PRELUDE + b"}(" + _tensor_record(5, name="a") + _tensor_record(13, name="é")
+        + _tensor_record(21, name="b") + b"u.", "accepted"),
+    "named tensor records, one GETs a tuple": (
+        _RECORD_PRELUDE + b")q\x05}(" + _tensor_record(6, name="a")
+        + _tensor_record(14, name="b", gets=(0, 1, 2, 3, 5)) + _tensor_record(22, name="c")
+        + b"u.", "accepted"),
+    "named tensor records, one GETs what it PUTs later": (
+        _RECORD_PRELUDE + b"}(" + _tensor_record(5, name="a")
+        + _tensor_record(13, name="b", gets=(0, 1, 2, 20, 4)) + b"u.", "malformed"),
+    "named tensor records, one PUTs past its ordinal": (
+        _RECORD_PRELUDE + b"}(" + _tensor_record(5, name="a")
+        + _tensor_record(13, name="b", puts=[13, 14, 15, 16, 17, 18, 19, 99]) + b"u.",
+        "memo index"),
+    "named tensor records 197 tuples deep": (
+        _RECORD_PRELUDE + b"(" * 197 + b"}(" + _tensor_record(5, name="a")
+        + _tensor_record(13, name="b") + b"u" + b"t" * 197 + b".", "accepted"),
+    "named tensor records 198 tuples deep": (
+        _RECORD_PRELUDE + b"(" * 198 + b"}(" + _tensor_record(5, name="a")
+        + _tensor_record(13, name="b") + b"u" + b"t" * 198 + b".", "too deep"),
+    "tensor record crossing index 256": (
+        _RECORD_PRELUDE + b"N" * 251 + b"".join(_put(k) for k in range(5, 256)) + b"0" * 251
+        + _tensor_record(253, key=1) + b".", "accepted"),
+}
+
+
+@pytest.mark.parametrize("name", list(EDGE_CASES))
+def test_prescan_edge_cases(name):
+    pkl, expected = EDGE_CASES[name]
+    assert _verdict(_reference_prescan, pkl) == expected  # the case says what it means to
+    assert assert_same_verdict(pkl) == expected
+
+
+def _random_program(rng: random.Random) -> bytes:
+    """A pickle, mostly well formed, aimed at the walker's corners: memo indices around the
+    opcode's ordinal (out of order, overwriting, negative, MEMOIZE), nesting around the
+    limit, text and rare opcodes, and tensor records that may or may not take the fast path."""
+    ops: list[bytes] = []  # one entry per opcode (a record or a chain: several)
+    height, marks = 0, []
+    memo: set[int] = set()
+    n_ops = 0  # opcodes so far: the ordinal of the next one
+
+    def emit(code: bytes, effect: int = 0, count: int = 1) -> None:
+        nonlocal height, n_ops
+        ops.append(code)
+        height = max(0, height + effect)
+        n_ops += count
+
+    def memo_index() -> int:
+        nxt = max(memo, default=-1) + 1
+        return rng.choice([nxt] * 6 + [n_ops, n_ops + 1, rng.randint(0, n_ops + 1), 2**31 - 1])
+
+    if rng.random() < 0.9:
+        emit(b"\x80" + bytes([rng.choice([2, 2, 2, 3, 4, 5])]))
+    if rng.random() < 0.5:
+        emit(_RECORD_PRELUDE[2:], 1, 10)
+        height -= 1  # (PUT keeps the item; treat the prelude as leaving nothing usable)
+        memo.update(range(5))
+    leaves = [b"K\x07", b"M\x00\x01", b"J\xff\xff\xff\xff", b"N", b"\x88", b"\x89",
+              b"G" + struct.pack(">d", 0.5), b"I12\n", b"I01\n", b"L5L\n", b"F1.5\n", b"S'ab'\n",
+              b"Vx\\u00e9\n", b"U\x02ab", b"B\x01\x00\x00\x00z", b"C\x01z", b"\x8c\x01a",
+              b"\x8a\x02\x00\x01", b"\x8b\x01\x00\x00\x00\x05", b"\x82\x01", b"Pid\n",
+              b"cos\nsystem\n", _binunicode(rng.choice(["", "a", "é", "\ud800", "x" * 300])),
+              b"X\x02\x00\x00\x00\xc3(", b"\x95" + struct.pack("<Q", 9)]
+    for _ in range(rng.randint(1, 60)):
+        r = rng.random()
+        if r < 0.3:
+            leaf = rng.choice(leaves)
+            emit(leaf, 0 if leaf[:1] == b"\x95" else 1)
+        elif r < 0.4:
+            emit(rng.choice([b")", b"]", b"}", b"\x8f"]), 1)
+        elif r < 0.5:
+            marks.append(height)
+            emit(b"(")
+        elif r < 0.6 and marks:
+            mark = marks.pop()
+            code = rng.choice([b"t", b"l", b"d", b"\x91", b"e", b"u", b"\x90", b"1", b"o",
+                               b"iuser\nThing\n"])
+            emit(code, mark + (code in (b"t", b"l", b"d", b"\x91", b"o") or code[:1] == b"i")
+                 - height)
+        elif r < 0.7 and height:
+            code, pops = rng.choice([(b"\x85", 0), (b"\x86", 1), (b"\x87", 2), (b"R", 1),
+                                     (b"\x81", 1), (b"\x92", 2), (b"\x93", 1), (b"b", 1),
+                                     (b"a", 1), (b"s", 2), (b"Q", 0), (b"0", 1), (b"2", -1)])
+            emit(code, -pops)
+        elif r < 0.82:  # a memo store
+            idx = memo_index()
+            form = rng.random()
+            if form < 0.6 and idx < 256:
+                emit(b"q" + bytes([idx]))
+            elif form < 0.8 and idx < 2**32:
+                emit(b"r" + struct.pack("<I", idx))
+            elif form < 0.9:
+                emit(b"p%d\n" % rng.choice([idx, -idx - 1]))
+            else:
+                idx = len(memo)
+                emit(b"\x94")
+            memo.add(idx)
+        elif r < 0.9:  # a memo fetch
+            idx = rng.choice(sorted(memo)) if memo and rng.random() < 0.9 else rng.randint(-2, 300)
+            forms = [_get(idx), b"j" + struct.pack("<I", idx)] if 0 <= idx < 2**32 else []
+            emit(rng.choice(forms + [b"g%d\n" % idx]), 1)
+        elif r < 0.94:  # tensor records, one or a state_dict's worth (name, tensor, ...)
+            batch = rng.random() < 0.5
+            if batch:
+                marks.append(height)
+                emit(b"}(", 1, 2)
+            for n in range(rng.randint(1, 4) if batch else 1):
+                first = max(memo, default=-1) + 1 if rng.random() < 0.9 else memo_index()
+                gets = tuple(rng.choice(range(5)) if rng.random() < 0.95
+                             else rng.randint(0, first + 2) for _ in range(5))
+                key: str | int = "1" if rng.random() < 0.7 else rng.choice(sorted(memo) or [0])
+                size = rng.choice([b")", b"K\x02\x85", b"K\x02K\x03\x86", b"(K\x01K\x02K\x03K\x04t"])
+                stride = rng.choice([b")", b"K\x01\x85", b"K\x03K\x01\x86",
+                                     b"(K\x18K\x0cK\x04K\x01t"])
+                name = None if not batch and rng.random() < 0.6 or batch and n == 0 else \
+                    rng.choice(["w", "w", "w", "é", "x" * 128])
+                emit(_tensor_record(first, gets, key, size, stride, name=name),
+                     1 + (name is not None), 32)
+                memo.update(range(first, first + 10))
+            if batch and rng.random() < 0.9:
+                marks.pop()
+                emit(b"u", -2)
+        elif r < 0.97:  # {name: {"version": 1}, ...} entries
+            if rng.random() < 0.5 or not memo:
+                emit(_binunicode("version") + _put(len(memo)), 1, 2)
+                memo.add(len(memo))
+            first = max(memo, default=-1) + 1 if rng.random() < 0.8 else memo_index()
+            names = [rng.choice(["a", "b.c", "é", "x" * 127, "y" * 128, ""])
+                     for _ in range(rng.randint(1, 4))]
+            get = rng.choice(sorted(memo)) if rng.random() < 0.9 else rng.randint(0, first + 4)
+            marks.append(height)
+            emit(b"(" + _version_entries(first, names, get), 2 * len(names), 1 + 7 * len(names))
+            memo.update(range(first, first + 2 * len(names)))
+        elif r < 0.99:  # a chain around the nesting limit
+            depth = rng.choice([1, 100, 198, 199, 200, 201])
+            emit(rng.choice([_nested_tuple(depth), b"(" * depth + b")" + b"t" * depth]), 1, depth)
+        else:
+            emit(bytes([rng.randrange(256)]))
+    return b"".join(ops) + (b"." if rng.random() < 0.95 else b"")
+
+
+@settings(max_examples=300, deadline=None)
+@given(rng=st.randoms(use_true_random=False))
+def test_prescan_matches_the_rule_on_generated_pickles(rng):
+    assert_same_verdict(_random_program(rng))
+
+
+def test_generated_pickles_reach_every_verdict():
+    rng = random.Random(3)
+    verdicts = Counter(assert_same_verdict(_random_program(rng)) for _ in range(3000))
+    assert min(verdicts[v] for v in ("accepted", "too deep", "memo index", "malformed")) >= 30, verdicts
+
+
+def test_unpickling_in_small_buffers_reads_the_same(nnunet, nnunet_read, monkeypatch):
+    # The unpickler peeks at most _UNPICKLE_BUFFER bytes at a time; opcodes straddle the cut.
+    for size in (1, 7, 4096):
+        monkeypatch.setattr(checkpoint_module, "_UNPICKLE_BUFFER", size)
+        again = read_checkpoint(nnunet[0])
+        assert again.state_dict == nnunet_read.state_dict
+        assert again.init_args == nnunet_read.init_args
+        assert again.top_level_keys == nnunet_read.top_level_keys
+
+
+def test_expected_puts():
+    run = checkpoint_module._expected_puts(0, 70000)
+    assert run.startswith(b"q\x00q\x01q\x02") and run[510:522] == b"q\xffr\x00\x01\x00\x00r\x01\x01\x00\x00"
+    for first, stop in ((0, 1), (250, 260), (256, 300), (65530, 65600)):
+        part = checkpoint_module._expected_puts(first, stop)
+        assert part == b"".join(_put(k) for k in range(first, stop))
+        assert checkpoint_module._sequential_puts(first, part)
+        assert not checkpoint_module._sequential_puts(first + 1, part)
+        assert not checkpoint_module._sequential_puts(first, part[:-1] + b"\x07")
+    big = 2**31 - 3
+    assert checkpoint_module._sequential_puts(big, _put(big) + _put(big + 1))
+
+
+def test_prescan_past_the_cached_puts(real_pickles, monkeypatch):
+    # Past _PUT_RUN_INDICES the fast paths build the PUTs they check against themselves.
+    monkeypatch.setattr(checkpoint_module, "_PUT_RUN", b"")
+    monkeypatch.setattr(checkpoint_module, "_PUT_RUN_INDICES", 300)
+    rng = random.Random(11)
+    for pkl in [real_pickles[0]] + [_mutate(rng, real_pickles[0], real_pickles) for _ in range(30)]:
+        assert_same_verdict(pkl)
+    assert len(checkpoint_module._PUT_RUN) <= checkpoint_module._put_offset(300)
