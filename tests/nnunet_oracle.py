@@ -113,3 +113,44 @@ def direct_sets(source: dict, target: dict) -> dict[str, set[str]]:
         "missing": {k for k in target if skip not in k and k not in source},
         "unused": {k for k in source if skip not in k and k not in target},
     }
+
+
+def nnunet_checkpoint(net: torch.nn.Module, plans: dict, dataset_json: dict, configuration: str,
+                      trainer_name: str = "nnUNetTrainer", weights: dict | None = None, step: bool = False) -> dict:
+    """What nnUNetTrainer.save_checkpoint writes (init_args holds a torch.device, logging numpy floats).
+
+    ``step`` takes one optimizer step first, so that the optimizer state holds momentum buffers.
+    """
+    import numpy as np
+
+    opt = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.99, nesterov=True)
+    if step:
+        for p in net.parameters():
+            p.grad = torch.ones_like(p)
+        opt.step()
+    return {
+        "network_weights": net.state_dict() if weights is None else weights,
+        "optimizer_state": opt.state_dict(),
+        "grad_scaler_state": torch.amp.GradScaler("cpu").state_dict(),
+        "logging": {
+            "mean_fg_dice": [np.float64(0.5), np.float64(0.6)],
+            "ema_fg_dice": [np.float64(0.5), np.float64(0.51)],
+            "dice_per_class_or_region": [[np.float64(0.4), np.float64(0.6)]] * 2,
+            "train_losses": [np.float64(-0.1), np.float64(-0.2)],
+            "val_losses": [np.float64(-0.05), np.float64(-0.15)],
+            "lrs": [0.01, 0.0099],
+            "epoch_start_timestamps": [1.0, 2.0],
+            "epoch_end_timestamps": [1.5, 2.5],
+        },
+        "_best_ema": np.float64(0.51),
+        "current_epoch": 2,
+        "init_args": {
+            "plans": plans,
+            "configuration": configuration,
+            "fold": 0,
+            "dataset_json": dataset_json,
+            "device": torch.device("cuda", 0),
+        },
+        "trainer_name": trainer_name,
+        "inference_allowed_mirroring_axes": (0, 1, 2) if configuration.startswith("3d") else (0, 1),
+    }

@@ -78,37 +78,10 @@ DATASET_JSON = {"channel_names": {"0": "CT"}, "labels": {"background": 0, "a": 1
 
 
 def nnunet_checkpoint(net: torch.nn.Module) -> dict:
-    """The exact structure nnUNetTrainer.save_checkpoint writes."""
-    opt = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.99, nesterov=True)
-    for p in net.parameters():
-        p.grad = torch.ones_like(p)
-    opt.step()
-    return {
-        "network_weights": net.state_dict(),
-        "optimizer_state": opt.state_dict(),
-        "grad_scaler_state": torch.amp.GradScaler("cpu").state_dict(),
-        "logging": {
-            "mean_fg_dice": [np.float64(0.5), np.float64(0.6)],
-            "ema_fg_dice": [np.float64(0.5), np.float64(0.51)],
-            "dice_per_class_or_region": [[np.float64(0.4), np.float64(0.6)]] * 2,
-            "train_losses": [np.float64(-0.1), np.float64(-0.2)],
-            "val_losses": [np.float64(-0.05), np.float64(-0.15)],
-            "lrs": [0.01, 0.0099],
-            "epoch_start_timestamps": [1.0, 2.0],
-            "epoch_end_timestamps": [1.5, 2.5],
-        },
-        "_best_ema": np.float64(0.51),
-        "current_epoch": 2,
-        "init_args": {
-            "plans": PLANS,
-            "configuration": "3d_fullres",
-            "fold": 0,
-            "dataset_json": DATASET_JSON,
-            "device": torch.device("cuda", 0),
-        },
-        "trainer_name": "nnUNetTrainer",
-        "inference_allowed_mirroring_axes": (0, 1, 2),
-    }
+    """The exact structure nnUNetTrainer.save_checkpoint writes, after one optimizer step."""
+    from nnunet_oracle import nnunet_checkpoint as write
+
+    return write(net, PLANS, DATASET_JSON, "3d_fullres", step=True)
 
 
 def storage_groups(state_dict: dict[str, torch.Tensor]) -> list[tuple[str, ...]]:
