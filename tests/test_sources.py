@@ -39,8 +39,6 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent
 # --------------------------------------------------------------------------- writing checkpoints
 
 
-
-
 def data_pkl(path: pathlib.Path) -> bytes:
     with zipfile.ZipFile(path) as zf:
         (name,) = [n for n in zf.namelist() if n.endswith("/data.pkl")]
