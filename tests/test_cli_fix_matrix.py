@@ -171,3 +171,15 @@ def test_matrix_progress_only_on_a_terminal_and_not_with_quiet():
     assert "[0/5]" in shown and "[5/5]" in shown
     assert _stderr_on_a_terminal("matrix", str(SOURCE), *targets, "--quiet") == ""
     assert _stderr_on_a_terminal("matrix", str(SOURCE), *targets[:3]) == ""  # a few rows: no progress
+
+
+def test_matrix_targets_may_be_folders_and_dataset_ids(run_cli, tmp_path, monkeypatch):
+    preprocessed = tmp_path / "nnUNet_preprocessed"
+    for name in ("Dataset902_CTAnisotropic", "Dataset907_CTIsotropicOther"):
+        shutil.copytree(FIXTURES / name, preprocessed / name)
+    monkeypatch.setenv("nnUNet_preprocessed", str(preprocessed))
+    code, out, err = run_cli("matrix", SOURCE, preprocessed / "Dataset902_CTAnisotropic", "907", "--format", "json")
+    assert code == 1, err
+    rows = {pathlib.Path(r["target"]).parent.name: r for r in json.loads(out)["rows"]}
+    assert rows["Dataset902_CTAnisotropic"]["compatible"] is False
+    assert rows["Dataset907_CTIsotropicOther"]["compatible"] is True
