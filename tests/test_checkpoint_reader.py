@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import builtins
 import dataclasses
 import io
 import json
@@ -36,6 +35,7 @@ from plancheck.checkpoint import (
     read_checkpoint,
 )
 from plancheck.errors import CheckpointError
+from pickle_payloads import Exec as _Exec, System as _System
 
 # --------------------------------------------------------------------------- helpers
 
@@ -420,22 +420,6 @@ def test_dtypes_views_and_parameters(tmp_path):
 
 
 # --------------------------------------------------------------------------- malicious files
-
-
-class _System:
-    def __init__(self, cmd: str) -> None:
-        self.cmd = cmd
-
-    def __reduce__(self):
-        return (os.system, (self.cmd,))
-
-
-class _Exec:
-    def __init__(self, code: str) -> None:
-        self.code = code
-
-    def __reduce__(self):
-        return (builtins.exec, (self.code,))
 
 
 SYSTEM_GLOBAL = f"{os.system.__module__}.system"  # posix.system on Linux

@@ -8,10 +8,8 @@ networks: plancheck's verdict, first failing key and reason must agree with it.
 
 from __future__ import annotations
 
-import builtins
 import copy
 import json
-import os
 import pathlib
 import pickletools
 import shutil
@@ -30,6 +28,7 @@ from conftest import FIXTURES, fixture, load
 from plancheck import check
 from plancheck.errors import InputError
 from plancheck.report import Status
+from pickle_payloads import Exec as _Exec, System as _System
 
 D906 = "Dataset906_SmallImages"
 D901 = "Dataset901_CTIsotropic"
@@ -338,22 +337,6 @@ def one_line(err: str) -> str:
     assert len(lines) == 1, err
     assert "Traceback" not in err
     return lines[0]
-
-
-class _System:
-    def __init__(self, cmd: str) -> None:
-        self.cmd = cmd
-
-    def __reduce__(self):
-        return (os.system, (self.cmd,))
-
-
-class _Exec:
-    def __init__(self, code: str) -> None:
-        self.code = code
-
-    def __reduce__(self):
-        return (builtins.exec, (self.code,))
 
 
 @pytest.mark.parametrize("payload", ["system", "exec"])
