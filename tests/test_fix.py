@@ -32,12 +32,10 @@ from plancheck.fix import (
     OutputExists,
     Unfixable,
     choose_patch_size,
-    estimate_vram,
     plan_fix,
-    planner_batch_size,
-    planner_reference,
     write_fix,
 )
+from plancheck.memory import estimate_vram, planner_batch_size, planner_reference
 from plancheck.plans import find_dataset_json
 
 D901 = "Dataset901_CTIsotropic"
