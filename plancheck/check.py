@@ -286,6 +286,9 @@ def check_target(
     ckpt = prepared.input.checkpoint
     if ckpt is not None and (ckpt.format == "safetensors" or ckpt.container_key != "network_weights"):
         report = _with_container_failure(report, ckpt)
+    from plancheck.layout import check_layout
+
+    report = dataclasses.replace(report, layout=check_layout(src, tgt))
     return CheckResult(report=report, target=tgt)
 
 

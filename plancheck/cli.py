@@ -70,6 +70,21 @@ def _common(fn: t.Callable[..., t.Any]) -> t.Callable[..., t.Any]:
     return fn
 
 
+def _html(fn: t.Callable[..., t.Any]) -> t.Callable[..., t.Any]:
+    return click.option(
+        "--html", "html", default=None, metavar="FILE",
+        help="Also write a self-contained HTML page (pictures of both networks) to FILE; "
+        "replaces only a page plancheck wrote.",
+    )(fn)
+
+
+def _write_html(path: str | None, result: t.Any) -> None:
+    if path:
+        from plancheck.render_html import write_html
+
+        write_html(path, result)
+
+
 def _allow_import(fn: t.Callable[..., t.Any]) -> t.Callable[..., t.Any]:
     return click.option(
         "--allow-import",
@@ -157,6 +172,7 @@ def cli() -> None:
               "nnUNetv2_move_plans_between_datasets does.")
 @click.option("--force", is_flag=True, help="With --fix: overwrite an existing plans file.")
 @click.option("--dry-run", is_flag=True, help="With --fix: print the changes as a diff; write nothing.")
+@_html
 @_allow_import
 @_common
 @_run
@@ -181,6 +197,7 @@ def check_command(
     strategy: str | None,
     force: bool,
     dry_run: bool,
+    html: str | None,
     allow_import: tuple[str, ...],
     fmt: str,
 ) -> int:
@@ -218,6 +235,7 @@ def check_command(
     result = check_target(prepared, target, target_configuration=target_configuration,
                           target_dataset_json=target_dataset_json, **target_options)
     report = result.report
+    _write_html(html, report)
     if not fix or report.compatible:
         click.echo(render(report, fmt, verbose=not problems_only), nl=False)
         if fix and fmt == "text":
@@ -292,6 +310,7 @@ def _fix(prepared: t.Any, result: t.Any, *, fmt: str, out: str | None, plans_nam
 )
 @click.option("--dataset-json-a", default=None, metavar="FILE", help="Default: dataset.json next to PLANS_A.")
 @click.option("--dataset-json-b", default=None, metavar="FILE", help="Default: dataset.json next to PLANS_B.")
+@_html
 @_common
 @_run
 def diff_command(
@@ -301,6 +320,7 @@ def diff_command(
     target_configuration: str | None,
     dataset_json_a: str | None,
     dataset_json_b: str | None,
+    html: str | None,
     fmt: str,
 ) -> int:
     """Compare two plans files, each difference in one category. Never imports torch.
@@ -325,6 +345,7 @@ def diff_command(
         dataset_json_a=dataset_json_a,
         dataset_json_b=dataset_json_b,
     )
+    _write_html(html, result)
     click.echo(render(result, fmt), nl=False)
     return int(ExitCode.INCOMPATIBLE if result.has_blocking else ExitCode.OK)
 
@@ -349,6 +370,7 @@ def diff_command(
               show_default=True, help="With --fix: as for check.")
 @click.option("--force", is_flag=True, help="With --fix: overwrite existing plans files.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress on stderr.")
+@_html
 @_allow_import
 @_common
 @_run
@@ -368,6 +390,7 @@ def matrix_command(
     strategy: str,
     force: bool,
     quiet: bool,
+    html: str | None,
     allow_import: tuple[str, ...],
     fmt: str,
 ) -> int:
@@ -408,6 +431,7 @@ def matrix_command(
         trust_checkpoint=trust_checkpoint,
         ignore_trainer=ignore_trainer,
     )
+    _write_html(html, result)
     click.echo(render(result, fmt), nl=False)
     return result.exit_code
 

@@ -34,6 +34,8 @@ class MatrixRow:
     fixed_path: str | None = None
     fixed_compatible: bool | None = None
     error: str | None = None
+    #: The check behind the row (for the HTML page's detail); not in to_dict().
+    report: t.Any = field(default=None, compare=False, repr=False)
 
     @property
     def ok(self) -> bool:
@@ -141,6 +143,7 @@ def matrix(
             compatible=report.compatible,
             parameter_share=report.summary.parameter_share,
             main_cause=_main_cause(report),
+            report=report,
         )
         if not report.compatible:
             row = _with_fix(row, prep, result, fix=fix, force=force, strategy=strategy)

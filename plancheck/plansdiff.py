@@ -26,7 +26,7 @@ import enum
 import json
 import os
 import typing as t
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 from deepdiff import DeepDiff
 
@@ -149,6 +149,8 @@ class PlansDiff:
     configurations: tuple[tuple[str, str], ...]
     changes: tuple[PlanChange, ...]
     notes: tuple[str, ...] = ()
+    #: Per configuration pair, the resolved ``architecture`` of A and of B (for pictures; not in to_dict()).
+    architectures: tuple[tuple[Json, Json], ...] = field(default=(), compare=False, repr=False)
 
     def by_category(self) -> dict[Category, tuple[PlanChange, ...]]:
         """Changes grouped by category, in :class:`Category` order; categories without changes are left out."""
@@ -559,12 +561,14 @@ def diff(
     pairs = _pairs(pa, pb, configurations, target_configuration, notes)
 
     changes: list[PlanChange] = []
+    architectures: list[tuple[Json, Json]] = []
     top_a = {k: v for k, v in pa.data.items() if k != "configurations"}
     top_b = {k: v for k, v in pb.data.items() if k != "configurations"}
     changes += _changes("plans", top_a, top_b, (), lambda p: p, lambda p: p)
 
     for name_a, name_b in pairs:
         ra, rb = _resolve(pa, name_a, notes), _resolve(pb, name_b, notes)
+        architectures.append((ra.data.get("architecture"), rb.data.get("architecture")))
         changes += _changes(
             "configuration",
             ra.data,
@@ -583,7 +587,8 @@ def diff(
     else:
         side = "A" if da is not None else "B"
         notes.append(f"dataset.json only for {side}: channels and labels not compared")
-    return PlansDiff(a=pa.label, b=pb.label, configurations=pairs, changes=tuple(changes), notes=tuple(notes))
+    return PlansDiff(a=pa.label, b=pb.label, configurations=pairs, changes=tuple(changes), notes=tuple(notes),
+                     architectures=tuple(architectures))
 
 
 # --- warnings for `plancheck check` ---------------------------------------------------------------------------------

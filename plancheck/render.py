@@ -237,4 +237,14 @@ def _report_markdown(report: Report, verbose: bool) -> str:
             parts.append(f"### {title}\n\n{body}")
         else:
             parts.append(f"### {title}\n\n{body}")
+        if title == "Would load":
+            parts.extend(_mermaid_parts(report))
     return "\n\n".join(parts) + "\n"
+
+
+def _mermaid_parts(report: Report) -> list[str]:
+    """The two U-Nets as a Mermaid diagram (plancheck.render_mermaid), when the report has their layout."""
+    from plancheck.render_mermaid import mermaid_section
+
+    section = mermaid_section(report)
+    return [] if section is None else [f"### Networks\n\n{section}"]

@@ -12,6 +12,9 @@ from dataclasses import dataclass, field
 
 from plancheck.shapes import Shape, numel
 
+if t.TYPE_CHECKING:
+    from plancheck.layout import CheckLayout
+
 __all__ = [
     "Cause",
     "FirstFailure",
@@ -246,6 +249,8 @@ class Report:
     root_causes: tuple[RootCause, ...] = ()
     warnings: tuple[str, ...] = ()
     notes: tuple[str, ...] = field(default=())
+    #: Both networks' stages by level, for pictures (plancheck.layout); not part of to_dict().
+    layout: CheckLayout | None = field(default=None, compare=False, repr=False)
 
     def to_dict(self) -> dict[str, Json]:
         from plancheck import __version__
