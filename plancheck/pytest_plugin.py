@@ -12,7 +12,7 @@ skips the declared checks.
 * A ``[tool.plancheck]`` table in ``pyproject.toml``, or a ``plancheck.toml``, declares
   checks (:mod:`plancheck.checks_config`); each source, target and configuration becomes
   an item ``<file>::plancheck::<source>-><target>[<configuration>]``.
-* ``--plancheck-report FILE`` (``.json`` or ``.md``) summarises every check of the
+* ``--plancheck-report FILE`` (``.json``, ``.md`` or ``.html``) summarises every check of the
   session, the fixture's included; under pytest-xdist the results travel from the
   workers on the test reports and the controller writes the file.
 """
@@ -37,7 +37,7 @@ if t.TYPE_CHECKING:
 __all__ = ["PlancheckFile", "PlancheckFixture", "PlancheckItem", "plancheck"]
 
 FORMATS = ("text", "markdown", "json")
-REPORT_FORMATS = {".json": "json", ".md": "markdown", ".markdown": "markdown"}
+REPORT_FORMATS = {".json": "json", ".md": "markdown", ".markdown": "markdown", ".html": "html", ".htm": "html"}
 VERSIONS_OF = ("plancheck", "nnunetv2", "dynamic_network_architectures", "torch")
 DEFAULT_CONFIGURATION = "3d_fullres"
 
@@ -63,7 +63,7 @@ def _report_type(value: str) -> str:
     import argparse
 
     if os.path.splitext(value)[1].lower() not in REPORT_FORMATS:
-        raise argparse.ArgumentTypeError(f"FILE must end in .json or .md (got {value!r})")
+        raise argparse.ArgumentTypeError(f"FILE must end in .json, .md or .html (got {value!r})")
     return value
 
 
@@ -97,7 +97,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         type=_report_type,
         default=None,
         metavar="FILE",
-        help="Write a summary of every check of the session to FILE (.json or .md).",
+        help="Write a summary of every check of the session to FILE (.json, .md, or .html: a self-contained "
+        "page with both networks drawn per check).",
     )
 
 
@@ -257,6 +258,12 @@ def _run_check(
     )
     if not report.compatible:
         record["details"] = render(report, "markdown", verbose=False)
+    state = _state(node.config)
+    path = None if state is None else state.report_path
+    if path is not None and REPORT_FORMATS[path.suffix.lower()] == "html":
+        from plancheck.render_html import check_section, section_prefix
+
+        record["html"] = check_section(report, prefix=section_prefix(case_id, node.nodeid), heading="h3")
     return report
 
 
@@ -526,7 +533,11 @@ def write_report(path: Path, results: t.Sequence[dict[str, t.Any]],
     fmt = REPORT_FORMATS[path.suffix.lower()]
     path.parent.mkdir(parents=True, exist_ok=True)
     results = sorted(results, key=lambda r: (r["id"], r["nodeid"]))  # xdist: arrival order varies
-    if fmt == "json":
+    if fmt == "html":
+        from plancheck.render_html import pytest_page
+
+        text = pytest_page(results, not_collected)
+    elif fmt == "json":
         keys = ("id", "nodeid", "source", "target", "configuration", "target_configuration", "outcome",
                 "compatible", "report", "error")
         text = json.dumps([{k: r.get(k) for k in keys} for r in results], indent=2) + "\n"

@@ -208,6 +208,11 @@ document.addEventListener('keydown',function(e){if(e.key!=='Enter'&&e.key!==' ')
  var g=e.target.closest&&e.target.closest('.blk');if(g){e.preventDefault();pickBlock(g);}
  var tr=e.target.closest&&e.target.closest('tr.cause');if(tr){e.preventDefault();pickCause(tr);}});
 window.addEventListener('beforeprint',function(){document.querySelectorAll('details').forEach(function(d){d.open=true;});});
+function fromHash(){var m=/^#select=(.+)$/.exec(location.hash);if(!m)return;
+ var el=document.getElementById(decodeURIComponent(m[1]));if(!el)return;
+ if(el.classList.contains('blk'))pickBlock(el);else if(el.classList.contains('cause'))pickCause(el);}
+window.addEventListener('hashchange',fromHash);fromHash();
+document.documentElement.setAttribute('data-ready','1');
 })();
 """
 

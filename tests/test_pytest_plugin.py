@@ -340,7 +340,7 @@ def test_options_in_one_group(pytester: pytest.Pytester) -> None:
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (("--plancheck-report", "out.html"), "*--plancheck-report: FILE must end in .json or .md*"),
+        (("--plancheck-report", "out.txt"), "*--plancheck-report: FILE must end in .json, .md or .html*"),
         (("--plancheck-format", "html"), "*--plancheck-format: must be one of text, markdown, json*"),
         (("--plancheck-only", "--no-plancheck"), "*--plancheck-only and --no-plancheck contradict each other*"),
         (("--plancheck-only",), "*--plancheck-only: no checks declared in *"),
@@ -363,6 +363,19 @@ def test_markdown_report_file(project: pytest.Pytester) -> None:
     assert "| `plancheck::Dataset901_CTIsotropic->Dataset907_CTIsotropicOther[3d_fullres]` | ✅ compatible |" in text
     assert "❌ incompatible | `encoder.stages.0.0.convs.0.conv.weight` (shape:" in text
     assert "<details>" in text and "### Root causes" in text
+
+
+def test_html_report_file(project: pytest.Pytester) -> None:
+    """--plancheck-report FILE.html: one self-contained page, each check with both networks drawn."""
+    project.makepyprojecttoml(DECLARED)
+    result = project.runpytest("--plancheck-only", "--plancheck-report", "out/plancheck.html")
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines(["plancheck report written to *out*plancheck.html"])
+    text = (project.path / "out" / "plancheck.html").read_text()
+    assert text.startswith("<!DOCTYPE html>") and "2 checks: 1 compatible, 1 incompatible, 0 errors." in text
+    assert text.count('<svg xmlns="http://www.w3.org/2000/svg" class="unet"') == 2
+    assert 'data-status="fails"' in text and "Root causes" in text
+    assert "http://" not in text.replace('xmlns="http://www.w3.org/2000/svg"', "") and "https://" not in text
 
 
 def test_report_header_and_plugin_load_without_torch(pytester: pytest.Pytester) -> None:
