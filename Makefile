@@ -7,8 +7,9 @@ PIP    := $(PY) -m pip --disable-pip-version-check -q
 STAMP  := $(VENV)/.installed
 REAL_PLANS ?= ../shared/real-plans
 PYTEST_ARGS ?=
+TEST_MARKERS ?= not real
 
-.PHONY: install test test-real demo bench fixtures clean
+.PHONY: install test test-real test-browser demo bench fixtures clean
 
 install: $(STAMP)
 
@@ -20,7 +21,11 @@ $(STAMP): pyproject.toml constraints.txt
 	touch $(STAMP)
 
 test: $(STAMP)
-	$(PY) -m pytest -n 2 -m "not real" $(PYTEST_ARGS)
+	$(PY) -m pytest -n 2 -m "$(TEST_MARKERS)" $(PYTEST_ARGS)
+
+# The HTML pages in headless Chromium (Debian: apt-get install chromium); screenshots in .bench/screenshots/.
+test-browser: $(STAMP)
+	PLANCHECK_BROWSER=required $(PY) -m pytest -n 0 -m browser $(PYTEST_ARGS)
 
 test-real: $(STAMP)
 	PLANCHECK_REAL_PLANS=$(REAL_PLANS) $(PY) -m pytest -n 2 -m real $(PYTEST_ARGS)

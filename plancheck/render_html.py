@@ -175,6 +175,8 @@ td.q1{background:var(--q1)}td.q0{background:var(--q0)}
 .pill{display:inline-block;padding:0 8px;border-radius:9px;font-weight:600;font-size:12.5px;border:1px solid}
 .pill.good{color:var(--good);border-color:var(--good)}.pill.bad{color:var(--bad);border-color:var(--bad)}
 .pill.other{color:var(--muted);border-color:var(--muted)}
+.wide{overflow-x:auto}table.matrix th{white-space:nowrap}table.matrix td.small{max-width:280px;
+overflow-wrap:anywhere}
 section.pair{border-top:2px solid var(--border);margin-top:30px}
 footer{margin-top:40px;color:var(--muted);font-size:12px}
 @media print{body{max-width:none;padding:0}details.tens{break-inside:avoid}.noprint{display:none}
@@ -414,6 +416,17 @@ def _side_titles(report: Report, view: _CheckView, role: str) -> tuple[str, str]
     return title, f"{plans} [{side.configuration}] · {side.network_class}{levels} · {side.input_channels} in-ch"
 
 
+def _depth_note(a: NetworkLayout | None, b: NetworkLayout | None, name_a: str, name_b: str) -> str:
+    """Why a depth difference fails the whole decoder: blocks pair by name, decoder stages count from the bottom."""
+    if a is None or b is None or a.levels == b.levels:
+        return ""
+    return (f'<p class="hint"><b>Different depths:</b> the {name_a} has {a.levels} levels, the {name_b} '
+            f"{b.levels}. Weights are matched by name (enc&nbsp;0 with enc&nbsp;0, dec&nbsp;0 with dec&nbsp;0), "
+            "and the decoder's stages are numbered from the bottom, so every decoder stage is matched with one "
+            "of another resolution level and a different width: the decoder cannot load, while the encoder "
+            "stages both networks have can.</p>")
+
+
 def check_section(report: Report, *, prefix: str = "", heading: str = "h2") -> str:
     """The body of a check's page; ``prefix`` keeps ids unique when one page holds several checks."""
     from plancheck.render_svg import Side, unet_pair_svg
@@ -433,17 +446,18 @@ def check_section(report: Report, *, prefix: str = "", heading: str = "h2") -> s
         "right through transposed convolutions (<b>up</b>), the dashed arrows are the skip connections, and the "
         "heads on the right produce the segmentation. <b>ch</b> = output channels, <b>k</b> = kernel size. "
         "Values that differ between the two networks are <b><u>bold and underlined</u></b>. Colours say what "
-        "nnU-Net's loader does with each block's tensors:</p>"
+        "nnU-Net's loader does with each block's tensors (it matches them by name: enc&nbsp;3 with enc&nbsp;3):</p>"
     )
     roles_present = {s.name for s in view.status.values()}
     out.append(legend(names=[s.name for s in BLOCK_STATUSES if s.name in roles_present] or None))
-    left = Side("source", *_side_titles(report, view, "source"), view.layouts["source"])
-    right = Side("target", *_side_titles(report, view, "target"), view.layouts["target"])
+    left = Side("source", *_side_titles(report, view, "source"), view.layouts["source"], report.source.input_channels)
+    right = Side("target", *_side_titles(report, view, "target"), view.layouts["target"], report.target.input_channels)
     if left.layout is None and right.layout is None:
         out.append('<p class="muted">Neither network has an nnU-Net encoder/decoder to draw; every tensor is listed '
                    "below.</p>")
     else:
         out.append(f'<div class="figure">{unet_pair_svg(left, right, view.status_of, prefix=prefix)}</div>')
+        out.append(_depth_note(left.layout, right.layout, "source", "target"))
         out.append('<p class="hint noprint">Select a block to list its tensors; select a root cause to highlight '
                    "the blocks and tensors it explains.</p>")
 
@@ -542,13 +556,13 @@ def _matrix_page(m: t.Any) -> str:
            "nnU-Net's <code>load_pretrained_weights</code> load the source's weights, what share of each part "
            "would load, the main reason when not, and whether <code>plancheck check --fix</code> can make it load "
            "by rewriting the target's plans.</p>",
-           f'<div class="verdict {"good" if ok == len(m.rows) else "bad"}"><b>{ok} of {len(m.rows)} rows load'
-           f'{" after --fix" if m.fixed else ""}.</b></div>',
+           f'<div class="verdict {"good" if ok == len(m.rows) else "bad"}"><b>{ok} of {len(m.rows)} targets would load the '
+           f'source\'s weights{" after --fix" if m.fixed else " as they are"}.</b></div>',
            '<p class="hint noprint">Select a column header to sort; select a target to see its two networks and '
            "root causes.</p>",
-           '<table class="matrix"><thead><tr><th data-sort="text">verdict</th><th data-sort="text">target</th>'
-           '<th data-sort="text">configuration</th><th data-sort="num" class="num">encoder</th>'
-           '<th data-sort="num" class="num">decoder</th><th data-sort="num" class="num">total</th>'
+           '<div class="wide"><table class="matrix"><thead><tr><th data-sort="text">verdict</th><th data-sort="text">target</th>'
+           '<th data-sort="text">configuration</th><th data-sort="num" class="num">encoder loads</th>'
+           '<th data-sort="num" class="num">decoder loads</th><th data-sort="num" class="num">total loads</th>'
            '<th data-sort="text">main root cause</th><th data-sort="text">fixable by --fix</th>'
            '<th data-sort="text">note</th></tr></thead><tbody>']
     details = []
@@ -584,7 +598,7 @@ def _matrix_page(m: t.Any) -> str:
             details.append(f'<section class="pair" id="{anchor}"><h2>{i + 1}. <code>{_esc(r.target)}</code> '
                            f"[{_esc(r.configuration)}]</h2>{check_section(report, prefix=f'p{i}-', heading='h3')}"
                            '<p class="small"><a href="#top">back to the table</a></p></section>')
-    out.append("</tbody></table>")
+    out.append("</tbody></table></div>")
     out.append('<p class="small muted">Shares are of the parameters, the segmentation head excluded, rounded '
                "down. Cell colours: green 100%, then paler to red as less of the part would load.</p>")
     if m.notes:
@@ -658,6 +672,7 @@ def _diff_page(d: t.Any) -> str:
         svg = unet_pair_svg(Side("a", *title(la, "A", d.a, ca), la), Side("b", *title(lb, "B", d.b, cb), lb),
                             lambda role, blk: statuses.get((role, blk.id), UNKNOWN), prefix=f"c{i}-")
         out.append(f'<div class="figure" data-scope="c{i}">{svg}</div>')
+        out.append(_depth_note(la, lb, "A", "B"))
     groups = d.by_category()
     out.append("<h2>Differences by category</h2>")
     if not groups:

@@ -27,7 +27,7 @@ TH = 20  # transposed-conv box height
 MID = 56  # gap between the encoder and decoder columns
 HW = 62  # head width
 PANEL_GAP = 48
-TOP = 52  # title lines
+TOP = 66  # title lines and the input line
 STEM_ROW = 34
 
 StatusOf = t.Callable[[str, "Block"], BlockStatus]
@@ -38,6 +38,7 @@ class Side(t.NamedTuple):
     title: str  #: first title line
     subtitle: str  #: second title line
     layout: NetworkLayout | None
+    inputs: int | None = None  #: input channels, drawn above the first block when known
 
 
 def _vec(v: tuple[int, ...] | None) -> str:
@@ -80,9 +81,11 @@ def _title_of(block: Block) -> str:
 
 
 class _Panel:
-    def __init__(self, side: Side, other: NetworkLayout | None, x0: float, levels: int, stem_row: bool,
+    def __init__(self, side: Side, other: Side, x0: float, levels: int, stem_row: bool,
                  status_of: StatusOf, prefix: str) -> None:
         self.side = side
+        self.other_inputs = other.inputs
+        other = other.layout  # type: ignore[assignment]
         self.other = {b.id: b for b in other.blocks} if other is not None else {}
         self.x0 = x0
         self.levels = levels
@@ -175,6 +178,11 @@ class _Panel:
                             "(see the tensor table)</text>")
             return "\n".join(self.out)
         n = layout.levels
+        if self.side.inputs is not None:
+            k = self.side.inputs
+            cls = ' class="d"' if self.other_inputs is not None and self.other_inputs != k else ""
+            self.out.append(f'<text x="{self.enc_x + BW / 2:.1f}" y="{TOP - 8}" class="t2">input: '
+                            f'<tspan{cls}>{k} channel{"s" if k != 1 else ""}</tspan></text>')
         boxes = {b.id: self.block_box(b, n) for b in layout.blocks}
         # connections first, blocks on top
         lines: list[str] = []
@@ -246,8 +254,8 @@ def unet_pair_svg(left: Side, right: Side, status_of: StatusOf, *, prefix: str =
     height = TOP + (STEM_ROW if stem_row else 0) + levels * ROW + 4
     width = PANEL_W * 2 + PANEL_GAP + 8
     panels = [
-        _Panel(left, right.layout, 4, levels, stem_row, status_of, prefix).draw(),
-        _Panel(right, left.layout, 4 + PANEL_W + PANEL_GAP, levels, stem_row, status_of, prefix).draw(),
+        _Panel(left, right, 4, levels, stem_row, status_of, prefix).draw(),
+        _Panel(right, left, 4 + PANEL_W + PANEL_GAP, levels, stem_row, status_of, prefix).draw(),
     ]
     sep_x = 4 + PANEL_W + PANEL_GAP / 2
     aria = caption or f"{left.title} and {right.title} drawn as U-Nets"

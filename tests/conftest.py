@@ -47,3 +47,35 @@ def run_cli(capsys):
         return (0 if code is None else int(code)), out, err
 
     return run
+
+
+# --------------------------------------------------------------------------- browser tests (tests/test_browser.py)
+
+
+def _chromium() -> str | None:
+    import shutil
+
+    return next((p for p in map(shutil.which, ("chromium", "chromium-browser", "google-chrome")) if p), None)
+
+
+def _browser_tests_off() -> bool:
+    """Without a Chromium, plain `make test` leaves the browser tests out and says so once; `make test-browser`
+    (PLANCHECK_BROWSER=required) runs them anyway, so that a missing Chromium fails there."""
+    return _chromium() is None and os.environ.get("PLANCHECK_BROWSER") != "required"
+
+
+def pytest_collection_modifyitems(config, items):
+    if not _browser_tests_off():
+        return
+    left_out = [item for item in items if item.get_closest_marker("browser")]
+    if left_out:
+        items[:] = [item for item in items if not item.get_closest_marker("browser")]
+        config.hook.pytest_deselected(items=left_out)
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    if _browser_tests_off() and not hasattr(config, "workerinput"):
+        terminalreporter.write_line(
+            "browser tests not run: no Chromium found (`make test-browser` needs one; .ci/run installs Debian's "
+            "chromium)"
+        )
