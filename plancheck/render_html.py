@@ -194,6 +194,7 @@ function pickCause(tr){var s=scope(tr);var was=tr.classList.contains('on');clear
  tr.classList.add('on');var ids=(tr.getAttribute('data-blocks')||'').split(' ').filter(Boolean);
  s.querySelectorAll('.blk').forEach(function(g){if(ids.indexOf(g.id)<0)g.classList.add('dim');});
  ids.forEach(function(id){var g=document.getElementById(id);if(g){g.classList.add('hl');g.classList.remove('dim');}});
+ var fig=s.querySelector('svg.unet');if(fig&&ids.length)fig.scrollIntoView({block:'nearest',behavior:'smooth'});
  (tr.getAttribute('data-rows')||'').split(' ').filter(Boolean).forEach(function(r){
   s.querySelectorAll('tr[data-t="'+r+'"]').forEach(function(x){x.classList.add('hl');});});}
 function sortBy(th){var table=th.closest('table');var body=table.tBodies[0];var i=Array.prototype.indexOf.call(th.parentNode.children,th);
@@ -444,7 +445,8 @@ def check_section(report: Report, *, prefix: str = "", heading: str = "h2") -> s
         '<p class="small">Each network is drawn as a U: the encoder goes down the left (each stage halves the '
         "resolution by its stride <b>s</b>), the deepest stage sits at the bottom, the decoder comes back up the "
         "right through transposed convolutions (<b>up</b>), the dashed arrows are the skip connections, and the "
-        "heads on the right produce the segmentation. <b>ch</b> = output channels, <b>k</b> = kernel size. "
+        "heads on the right produce the segmentation. <b>ch</b> = output channels, <b>k</b> = kernel size, "
+        "<b>cl</b> = output classes. "
         "Values that differ between the two networks are <b><u>bold and underlined</u></b>. Colours say what "
         "nnU-Net's loader does with each block's tensors (it matches them by name: enc&nbsp;3 with enc&nbsp;3):</p>"
     )
@@ -458,8 +460,9 @@ def check_section(report: Report, *, prefix: str = "", heading: str = "h2") -> s
     else:
         out.append(f'<div class="figure">{unet_pair_svg(left, right, view.status_of, prefix=prefix)}</div>')
         out.append(_depth_note(left.layout, right.layout, "source", "target"))
-        out.append('<p class="hint noprint">Select a block to list its tensors; select a root cause to highlight '
-                   "the blocks and tensors it explains.</p>")
+        out.append('<p class="hint noprint">Select a block to list its tensors'
+                   + ("; select a root cause below to highlight the blocks and tensors it explains" if
+                      report.root_causes else "") + ".</p>")
 
     if report.root_causes:
         out.append(f"<{h}>Root causes</{h}>")
