@@ -126,6 +126,7 @@ body{margin:0 auto;max-width:1240px;padding:20px 24px 60px;background:var(--bg);
 font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,Helvetica,Arial,sans-serif}
 h1{font-size:22px;margin:0 0 4px}h2{font-size:18px;margin:28px 0 8px;border-bottom:1px solid var(--border);
 padding-bottom:4px}h3{font-size:15px;margin:18px 0 6px}
+h1 code,h2 code,h3 code{font-size:.92em}
 code,.mono{font-family:ui-monospace,SFMono-Regular,Menlo,Consolas,monospace;font-size:12.5px}
 .muted{color:var(--muted)}.small{font-size:12.5px}
 .verdict{padding:12px 16px;border-radius:8px;margin:12px 0;border:1px solid var(--border)}
@@ -175,8 +176,8 @@ td.q1{background:var(--q1)}td.q0{background:var(--q0)}
 .pill{display:inline-block;padding:0 8px;border-radius:9px;font-weight:600;font-size:12.5px;border:1px solid}
 .pill.good{color:var(--good);border-color:var(--good)}.pill.bad{color:var(--bad);border-color:var(--bad)}
 .pill.other{color:var(--muted);border-color:var(--muted)}
-.wide{overflow-x:auto}table.matrix th{white-space:nowrap}table.matrix td.small{max-width:280px;
-overflow-wrap:anywhere}
+.wide{overflow-x:auto}table.matrix th{white-space:nowrap}table.matrix td.num{white-space:nowrap;
+min-width:72px}
 section.pair{border-top:2px solid var(--border);margin-top:30px}
 footer{margin-top:40px;color:var(--muted);font-size:12px}
 @media print{body{max-width:none;padding:0}details.tens{break-inside:avoid}.noprint{display:none}
@@ -554,20 +555,22 @@ def _share_cell(loadable: int | None, total: int | None) -> str:
 
 def _matrix_page(m: t.Any) -> str:
     ok = sum(r.ok for r in m.rows)
+    verdict_text = (f"{ok} of {len(m.rows)} targets would load the source's weights"
+                    f"{' after --fix' if m.fixed else ' as they are'}.")
     out = ["<h1>One pretrained model, many fine-tuning targets</h1>",
            f'<p class="muted">Source: <code>{_esc(m.source)}</code>. One row per target and configuration: would '
-           "nnU-Net's <code>load_pretrained_weights</code> load the source's weights, what share of each part "
-           "would load, the main reason when not, and whether <code>plancheck check --fix</code> can make it load "
-           "by rewriting the target's plans.</p>",
-           f'<div class="verdict {"good" if ok == len(m.rows) else "bad"}"><b>{ok} of {len(m.rows)} targets would load the '
-           f'source\'s weights{" after --fix" if m.fixed else " as they are"}.</b></div>',
+           "nnU-Net's <code>load_pretrained_weights</code> load the source's weights, what share of the encoder, "
+           "the decoder and the whole network would load, the main reason when not, and whether "
+           "<code>plancheck check --fix</code> can make it load by rewriting the target's plans.</p>",
+           f'<div class="verdict {"good" if ok == len(m.rows) else "bad"}"><b>{_esc(verdict_text)}</b></div>',
            '<p class="hint noprint">Select a column header to sort; select a target to see its two networks and '
            "root causes.</p>",
-           '<div class="wide"><table class="matrix"><thead><tr><th data-sort="text">verdict</th><th data-sort="text">target</th>'
-           '<th data-sort="text">configuration</th><th data-sort="num" class="num">encoder loads</th>'
-           '<th data-sort="num" class="num">decoder loads</th><th data-sort="num" class="num">total loads</th>'
-           '<th data-sort="text">main root cause</th><th data-sort="text">fixable by --fix</th>'
-           '<th data-sort="text">note</th></tr></thead><tbody>']
+           '<div class="wide"><table class="matrix"><thead><tr><th data-sort="text">verdict</th>'
+           '<th data-sort="text">target [configuration]</th>'
+           '<th data-sort="num" class="num" title="share of the encoder\'s parameters that would load">encoder</th>'
+           '<th data-sort="num" class="num" title="share of the decoder\'s parameters that would load">decoder</th>'
+           '<th data-sort="num" class="num" title="share of all parameters (head excluded) that would load">total'
+           '</th><th data-sort="text">main root cause</th><th data-sort="text">fixable by --fix</th></tr></thead><tbody>']
     details = []
     for i, r in enumerate(m.rows):
         anchor = f"pair-{i}"
@@ -587,23 +590,27 @@ def _matrix_page(m: t.Any) -> str:
         target = (f'<a href="#{anchor}" title="{_esc(r.target)}">{name}</a>' if report is not None
                   else f'<span title="{_esc(r.target)}">{name}</span>')
         total = report.summary if report is not None else None
+        note = r.error or r.fix_note or ""
         out.append(
-            f'<tr><td data-v="{verdict}"><span class="pill {cls}">{verdict}</span></td><td><code>{target}</code></td>'
-            f"<td><code>{_esc(r.configuration)}</code></td>"
+            f'<tr><td data-v="{verdict}"><span class="pill {cls}">{verdict}</span></td>'
+            f'<td data-v="{_esc(r.target)}"><code>{target}</code> <span class="muted small">'
+            f"[{_esc(r.configuration)}]</span></td>"
             + _share_cell(enc and enc.parameters_loadable, enc and enc.parameters_total)
             + _share_cell(dec and dec.parameters_loadable, dec and dec.parameters_total)
             + (_share_cell(total.parameters_loadable, total.parameters_total) if total is not None else
                _share_cell(None, None))
-            + f"<td class=\"small\">{_esc(r.main_cause or '—')}</td><td>{fix}</td>"
-            f"<td class=\"small\">{_esc(r.error or r.fix_note or '')}</td></tr>"
+            + f"<td>{_esc(r.main_cause or '—')}"
+            + (f'<div class="muted small">{_esc(note)}</div>' if note else "")
+            + f"</td><td>{fix}</td></tr>"
         )
         if report is not None:
             details.append(f'<section class="pair" id="{anchor}"><h2>{i + 1}. <code>{_esc(r.target)}</code> '
                            f"[{_esc(r.configuration)}]</h2>{check_section(report, prefix=f'p{i}-', heading='h3')}"
-                           '<p class="small"><a href="#top">back to the table</a></p></section>')
+                           '<p class="small noprint"><a href="#top">back to the table</a></p></section>')
     out.append("</tbody></table></div>")
-    out.append('<p class="small muted">Shares are of the parameters, the segmentation head excluded, rounded '
-               "down. Cell colours: green 100%, then paler to red as less of the part would load.</p>")
+    out.append('<p class="small muted">Shares are of the parameters that would load, the segmentation head '
+               "excluded, rounded down. Cell colours: green at 100%, then yellow to red as less of the part would "
+               "load.</p>")
     if m.notes:
         out.append('<ul class="plain small">' + "".join(f"<li>{_esc(n)}</li>" for n in m.notes) + "</ul>")
     out.extend(details)
@@ -751,8 +758,8 @@ def pytest_page(results: t.Sequence[t.Mapping[str, Json]], not_collected: t.Sequ
     for n, r in enumerate(results):
         if r.get("html"):
             out.append(f'<section class="pair" id="check-{n}"><h2><code>{_esc(r["id"])}</code></h2>{r["html"]}'
-                       "</section>")
-    return page("plancheck report", "\n".join(out))
+                       '<p class="small noprint"><a href="#top">back to the table</a></p></section>')
+    return page("plancheck report", '<a id="top"></a>' + "\n".join(out))
 
 
 # --------------------------------------------------------------------------- registration

@@ -98,6 +98,19 @@ def pages(tmp_path_factory) -> dict:
         main(["matrix", str(fixture("Dataset901_CTIsotropic")), *(str(fixture(t)) for t in MATRIX_TARGETS),
               "-q", "--html", str(path)])
     out["matrix-six-targets"] = (path, None)
+    # the pytest plugin's page, as write_report makes it from what the workers recorded
+    from plancheck.pytest_plugin import write_report
+    from plancheck.render_html import check_section, section_prefix
+
+    records = []
+    for name in ("check-anisotropic", "check-compatible"):
+        report = out[name][1]
+        records.append({"id": name, "nodeid": f"tests/test_x.py::{name}", "outcome":
+                        "compatible" if report.compatible else "incompatible", "report": report.to_dict(),
+                        "html": check_section(report, prefix=section_prefix(name), heading="h3")})
+    path = folder / "pytest-report.html"
+    write_report(path, records)
+    out["pytest-report"] = (path, records)
     SHOTS.mkdir(parents=True, exist_ok=True)
     return out
 
@@ -160,3 +173,23 @@ def test_matrix_page_in_the_browser(browser, pages):
         assert f'id="{anchor}"' in dom and re.search(rf'<g id="p{anchor[-1]}-target-enc0" class="blk', dom)
     png = browser.screenshot(path, SHOTS / "matrix-six-targets.png", height=1000)
     assert distinct_colours(png) > 50
+
+
+def test_pytest_report_page_in_the_browser(browser, pages):
+    path, records = pages["pytest-report"]
+    dom = browser.dom(path)
+    assert '<html lang="en" data-ready="1">' in dom
+    assert re.findall(r'<a href="#(check-\d)"', dom) == ["check-0", "check-1"]
+    assert len(re.findall(r'<svg xmlns="http://www.w3.org/2000/svg" class="unet"', dom)) == 2
+    png = browser.screenshot(path, SHOTS / "pytest-report.png", height=1000)
+    assert distinct_colours(png) > 50
+
+
+def test_check_page_prints(browser, pages, tmp_path):
+    """Printing (headless Chromium's print-to-PDF) gives a document of several pages."""
+    path, _ = pages["check-anisotropic"]
+    pdf = tmp_path / "check.pdf"
+    proc = browser.run(path.as_uri(), f"--print-to-pdf={pdf}", "--no-pdf-header-footer")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    data = pdf.read_bytes()
+    assert data.startswith(b"%PDF") and data.count(b"/Type /Page") - data.count(b"/Type /Pages") >= 2
