@@ -82,10 +82,11 @@ def write_html(path: str | os.PathLike[str], result: t.Any) -> str:
     """Write the page of ``result`` to ``path`` atomically.
 
     An existing file is replaced only when it is a page plancheck wrote; anything else is
-    refused (:class:`~plancheck.errors.UsageError`), so that a user's file is never lost.
+    refused (:class:`~plancheck.errors.UsageError`, exit 2), so that a user's file is never
+    lost; so is a FILE that cannot be written (a missing folder).
     """
     from plancheck.atomic import atomic_write_text
-    from plancheck.errors import InputError, UsageError
+    from plancheck.errors import UsageError
 
     text = html_page(result)
     exists = os.path.lexists(path)
@@ -94,7 +95,7 @@ def write_html(path: str | os.PathLike[str], result: t.Any) -> str:
     try:
         return atomic_write_text(path, text, overwrite=exists)
     except OSError as e:
-        raise InputError(f"cannot write the HTML report: {e.strerror or e}", path=path) from e
+        raise UsageError(f"cannot write the HTML page: {e.strerror or e}", path=path) from e
 
 
 def _esc(value: t.Any) -> str:
@@ -238,7 +239,9 @@ def page(title: str, body: str) -> str:
 
 
 def legend(labels: t.Mapping[str, str] | None = None, names: t.Iterable[str] | None = None) -> str:
-    shown = [s for s in BLOCK_STATUSES if names is None or s.name in set(names)]
+    wanted = None if names is None else set(names)
+    shown = [s for s in (*BLOCK_STATUSES, UNKNOWN)
+             if (wanted is None and s is not UNKNOWN) or (wanted is not None and s.name in wanted)]
     items = "".join(
         f'<li><span class="sw sw-{s.name} tx-{s.name}">{_esc(s.mark)}</span>{_esc((labels or {}).get(s.name, s.label))}'
         "</li>"
@@ -452,7 +455,7 @@ def check_section(report: Report, *, prefix: str = "", heading: str = "h2") -> s
         "nnU-Net's loader does with each block's tensors (it matches them by name: enc&nbsp;3 with enc&nbsp;3):</p>"
     )
     roles_present = {s.name for s in view.status.values()}
-    out.append(legend(names=[s.name for s in BLOCK_STATUSES if s.name in roles_present] or None))
+    out.append(legend(names=roles_present or None))
     left = Side("source", *_side_titles(report, view, "source"), view.layouts["source"], report.source.input_channels)
     right = Side("target", *_side_titles(report, view, "target"), view.layouts["target"], report.target.input_channels)
     if left.layout is None and right.layout is None:

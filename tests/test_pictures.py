@@ -226,6 +226,9 @@ def test_html_option_writes_a_page_and_never_replaces_a_foreign_file(run_cli, tm
     code, stdout, stderr = run_cli("check", a, b, "--html", mine)
     assert code == 2 and stdout == "" and "notes.html" in stderr and len(stderr.strip().splitlines()) == 1
     assert mine.read_text() == "<p>my notes</p>"
+    code, stdout, stderr = run_cli("check", a, b, "--html", tmp_path / "no" / "such" / "folder.html")
+    assert code == 2 and stdout == "" and "cannot write the HTML page" in stderr
+    assert len(stderr.strip().splitlines()) == 1 and not (tmp_path / "no").exists()
 
 
 # --------------------------------------------------------------------------- diff and matrix pages
