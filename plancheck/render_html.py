@@ -425,7 +425,7 @@ def _depth_note(a: NetworkLayout | None, b: NetworkLayout | None, name_a: str, n
     """Why a depth difference fails the whole decoder: blocks pair by name, decoder stages count from the bottom."""
     if a is None or b is None or a.levels == b.levels:
         return ""
-    return (f'<p class="hint"><b>Different depths:</b> the {name_a} has {a.levels} levels, the {name_b} '
+    return (f'<p class="hint"><b>Different depths:</b> {name_a} has {a.levels} levels, {name_b} '
             f"{b.levels}. Weights are matched by name (enc&nbsp;0 with enc&nbsp;0, dec&nbsp;0 with dec&nbsp;0), "
             "and the decoder's stages are numbered from the bottom, so every decoder stage is matched with one "
             "of another resolution level and a different width: the decoder cannot load, while the encoder "
@@ -463,7 +463,7 @@ def check_section(report: Report, *, prefix: str = "", heading: str = "h2") -> s
                    "below.</p>")
     else:
         out.append(f'<div class="figure">{unet_pair_svg(left, right, view.status_of, prefix=prefix)}</div>')
-        out.append(_depth_note(left.layout, right.layout, "source", "target"))
+        out.append(_depth_note(left.layout, right.layout, "the source", "the target"))
         out.append('<p class="hint noprint">Select a block to list its tensors'
                    + ("; select a root cause below to highlight the blocks and tensors it explains" if
                       report.root_causes else "") + ".</p>")
@@ -685,7 +685,7 @@ def _diff_page(d: t.Any) -> str:
         svg = unet_pair_svg(Side("a", *title(la, "A", d.a, ca), la), Side("b", *title(lb, "B", d.b, cb), lb),
                             lambda role, blk: statuses.get((role, blk.id), UNKNOWN), prefix=f"c{i}-")
         out.append(f'<div class="figure" data-scope="c{i}">{svg}</div>')
-        out.append(_depth_note(la, lb, "A", "B"))
+        out.append(_depth_note(la, lb, "A", "B"))  # "A has 6 levels, B 4"
     groups = d.by_category()
     out.append("<h2>Differences by category</h2>")
     if not groups:
