@@ -573,7 +573,8 @@ def _matrix_page(m: t.Any) -> str:
            '<th data-sort="num" class="num" title="share of the encoder\'s parameters that would load">encoder</th>'
            '<th data-sort="num" class="num" title="share of the decoder\'s parameters that would load">decoder</th>'
            '<th data-sort="num" class="num" title="share of all parameters (head excluded) that would load">total'
-           '</th><th data-sort="text">main root cause</th><th data-sort="text">fixable by --fix</th></tr></thead><tbody>']
+           '</th><th data-sort="text">main root cause</th><th data-sort="text">fixable by --fix</th></tr>'
+           "</thead><tbody>"]
     details = []
     for i, r in enumerate(m.rows):
         anchor = f"pair-{i}"
