@@ -22,15 +22,18 @@ INTERNAL_ERROR = 4
 
 
 def _run(fn: t.Callable[..., int]) -> t.Callable[..., None]:
-    """Run a command body; turn its result or error into plancheck's exit codes."""
+    """Run a command body; turn its result or error into plancheck's exit codes.
+
+    ``--traceback`` adds the traceback on stderr before the one-line message; the exit
+    code and everything else stay as they are without it.
+    """
 
     @functools.wraps(fn)
     def wrapper(*args: t.Any, traceback: bool = False, **kwargs: t.Any) -> None:
         try:
             code = fn(*args, **kwargs)
         except PlancheckError as e:
-            if traceback:
-                raise
+            _print_traceback(traceback)
             click.echo(f"plancheck: error: {e}", err=True)
             code = int(e.exit_code)
         except BrokenPipeError:  # `plancheck ... | head`: the reader left; say nothing more
@@ -41,11 +44,11 @@ def _run(fn: t.Callable[..., int]) -> t.Callable[..., None]:
         except (click.exceptions.Exit, click.ClickException, KeyboardInterrupt):
             raise
         except Exception as e:  # a bug in plancheck, not the user's input
-            if traceback:
-                raise
+            _print_traceback(traceback)
             first = str(e).strip().splitlines()[0] if str(e).strip() else ""
             click.echo(
-                f"plancheck: internal error: {type(e).__name__}: {first} (rerun with --traceback and report it)",
+                f"plancheck: internal error: {type(e).__name__}: {first}"
+                + ("" if traceback else " (rerun with --traceback and report it)"),
                 err=True,
             )
             code = INTERNAL_ERROR
@@ -53,6 +56,15 @@ def _run(fn: t.Callable[..., int]) -> t.Callable[..., None]:
         raise SystemExit(code)
 
     return wrapper
+
+
+def _print_traceback(wanted: bool) -> None:
+    """With --traceback: the current exception's traceback on stderr (call inside ``except``)."""
+    if wanted:
+        import traceback as tb
+
+        sys.stdout.flush()
+        click.echo(tb.format_exc().rstrip("\n"), err=True)
 
 
 def _common(fn: t.Callable[..., t.Any]) -> t.Callable[..., t.Any]:
