@@ -14,7 +14,7 @@ import typing as t
 from plancheck.report import Report, Status, TensorRow
 from plancheck.shapes import Shape
 
-__all__ = ["OutputFormat", "RENDERERS", "format_shape", "register", "render"]
+__all__ = ["OutputFormat", "RENDERERS", "format_shape", "percent", "register", "render"]
 
 
 class OutputFormat(str, enum.Enum):
@@ -58,8 +58,22 @@ def format_value(value: t.Any) -> str:
     return json.dumps(value, separators=(", ", ": ")) if not isinstance(value, str) else value
 
 
+def percent(share: float) -> str:
+    """A share as a percentage to 0.1, rounded down: never 100.0% for less than all.
+
+    The one rounding of plancheck (check's text and Markdown, matrix). A tiny tolerance
+    keeps exact tenths that floating point lands just below (29 / 100) at their value.
+    """
+    import math
+
+    if share >= 1:
+        return "100.0%"
+    tenths = min(math.floor(share * 1000 + 1e-9), 999)
+    return f"{tenths / 10:.1f}%"
+
+
 def _pct(part: int, whole: int) -> str:
-    return f"{100.0 * part / whole:.1f}%" if whole else "100.0%"
+    return percent(part / whole) if whole else "100.0%"
 
 
 @register(Report, OutputFormat.JSON)
