@@ -311,7 +311,12 @@ class PlancheckFixture:
 
     def check(self, source: t.Any, target: t.Any, configuration: str = DEFAULT_CONFIGURATION,
               **options: t.Any) -> Report:
-        """Run the check and return its report; a :class:`PlancheckError` propagates."""
+        """Run the check and return its report; a :class:`PlancheckError` propagates.
+
+        An option that :func:`plancheck.check` does not take (nor ``format``/``problems_only``)
+        is a :class:`~plancheck.errors.UsageError` naming it and the valid ones.
+        """
+        _validate_fixture_options(options)
         case_id = _case_name(source, target, configuration, options.get("target_configuration"))
         return _run_check(self._node, source, target, configuration, options, case_id)
 
@@ -343,6 +348,21 @@ class PlancheckFixture:
             error = e
         _fail(self._node, _error_text(error))  # outside the except block: no chained traceback
         raise AssertionError("unreachable")
+
+
+def _validate_fixture_options(options: t.Mapping[str, t.Any]) -> None:
+    import inspect
+
+    from plancheck.check import check
+    from plancheck.errors import UsageError
+
+    valid = {name for name in inspect.signature(check).parameters if name not in ("source", "target", "configuration")}
+    valid |= checks_config.RENDER_OPTIONS
+    unknown = sorted(set(options) - valid)
+    if unknown:
+        names = ", ".join(sorted(valid))
+        raise UsageError(f"unknown option {', '.join(repr(u) for u in unknown)} for the plancheck fixture; "
+                         f"valid options: {names}")
 
 
 @pytest.fixture

@@ -170,6 +170,35 @@ def test_fixture_input_error_is_one_line(project: pytest.Pytester) -> None:
     assert "direct cause" not in out and "During handling" not in out
 
 
+def test_fixture_unknown_option_is_one_line(project: pytest.Pytester) -> None:
+    project.makepyfile(
+        test_option=f"""
+        import pytest
+        from plancheck.errors import UsageError
+
+        def test_typo(plancheck):
+            plancheck.assert_compatible("{P901}", "{P907}", allow_imports=["x"])
+
+        def test_typo_incompatible(plancheck):
+            plancheck.assert_incompatible("{P901}", "{P902}", fromat="markdown")
+
+        def test_check_raises_usage_error(plancheck):
+            with pytest.raises(UsageError, match="unknown option 'fold_'"):
+                plancheck.check("{P901}", "{P907}", fold_=0)
+        """
+    )
+    result = project.runpytest("test_option.py")
+    result.assert_outcomes(passed=1, failed=2)
+    result.stdout.fnmatch_lines([
+        "plancheck: error: unknown option 'allow_imports' for the plancheck fixture; valid options: "
+        "allow_import, *, format, *problems_only*",
+        "plancheck: error: unknown option 'fromat' for the plancheck fixture; valid options: *",
+    ])
+    out = result.stdout.str()
+    _no_traceback(out)
+    assert "TypeError" not in out
+
+
 # --------------------------------------------------------------------------- declared checks
 
 
