@@ -304,6 +304,15 @@ def _fix(prepared: t.Any, result: t.Any, *, fmt: str, out: str | None, plans_nam
 )
 @click.option("--dataset-json-a", default=None, metavar="FILE", help="Default: dataset.json next to PLANS_A.")
 @click.option("--dataset-json-b", default=None, metavar="FILE", help="Default: dataset.json next to PLANS_B.")
+@click.option(
+    "-p",
+    "--plans",
+    "plans_identifier",
+    default="nnUNetPlans",
+    show_default=True,
+    metavar="PLANS_IDENTIFIER",
+    help="Plans of a dataset ID or preprocessed folder (<PLANS_IDENTIFIER>.json), as for check.",
+)
 @_common
 @_run
 def diff_command(
@@ -313,9 +322,14 @@ def diff_command(
     target_configuration: str | None,
     dataset_json_a: str | None,
     dataset_json_b: str | None,
+    plans_identifier: str,
     fmt: str,
 ) -> int:
-    """Compare two plans files, each difference in one category. Never imports torch.
+    """Compare two plans, each difference in one category. Never imports torch.
+
+    \b
+    PLANS_A, PLANS_B: what check takes as TARGET: a plans.json, a preprocessed dataset
+                      folder, or a dataset ID under $nnUNet_preprocessed (with -p).
 
     Configurations are compared resolved (inherits_from applied, the old plans format
     converted); paths are printed as they stand in each file.
@@ -328,14 +342,17 @@ def diff_command(
     """
     from plancheck.plansdiff import diff
     from plancheck.render import render
+    from plancheck.sources import resolve_target
 
+    a = resolve_target(plans_a, plans_identifier=plans_identifier, target_dataset_json=dataset_json_a)
+    b = resolve_target(plans_b, plans_identifier=plans_identifier, target_dataset_json=dataset_json_b)
     result = diff(
-        plans_a,
-        plans_b,
+        a.plans,
+        b.plans,
         configurations or None,
         target_configuration=target_configuration,
-        dataset_json_a=dataset_json_a,
-        dataset_json_b=dataset_json_b,
+        dataset_json_a=a.dataset_json,
+        dataset_json_b=b.dataset_json,
     )
     click.echo(render(result, fmt), nl=False)
     return int(ExitCode.INCOMPATIBLE if result.has_blocking else ExitCode.OK)

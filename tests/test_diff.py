@@ -569,3 +569,66 @@ def test_every_real_plans_file_diffs_against_every_other():
                 render(result, fmt)
             if a == b:
                 assert not result.changes, a
+
+
+# --- the same target kinds as check (issue 9) -----------------------------------------------------------------------
+
+
+@pytest.fixture
+def preprocessed(tmp_path, monkeypatch) -> pathlib.Path:
+    import shutil
+
+    folder = tmp_path / "nnUNet_preprocessed"
+    for name in (D901, D902):
+        shutil.copytree(FIXTURES / name, folder / name)
+    monkeypatch.setenv("nnUNet_preprocessed", str(folder))
+    return folder
+
+
+def _changes_of(out: str) -> list[dict]:
+    return [{k: v for k, v in c.items() if not k.endswith("path")} for c in json.loads(out)["changes"]]
+
+
+@pytest.mark.parametrize("kind", ["folder", "dataset-id", "dataset-name"])
+def test_diff_accepts_preprocessed_folders_and_dataset_ids(run_cli, preprocessed, kind):
+    """What check accepts as a TARGET, diff accepts on both sides, with the dataset.json found the same way."""
+    code, expected, err = run_cli("diff", fixture(D901), fixture(D902), "--format", "json")
+    assert code == 1, err
+    a, b = {"folder": (preprocessed / D901, preprocessed / D902), "dataset-id": ("901", "902"),
+            "dataset-name": (D901, D902)}[kind]
+    code, out, err = run_cli("diff", a, b, "--format", "json")
+    assert code == 1, err
+    assert _changes_of(out) == _changes_of(expected)
+    assert any(c["path"].startswith("dataset.json:labels") for c in json.loads(out)["changes"])
+    # -p picks the plans of a folder or ID, as for check
+    code, out, err = run_cli("diff", a, b, "-p", "nnUNetResEncUNetMPlans", "--format", "json")
+    assert code == 1, err
+    plans = json.loads(out)
+    assert plans["a"].endswith("nnUNetResEncUNetMPlans.json") and plans["b"].endswith("nnUNetResEncUNetMPlans.json")
+
+
+def test_diff_folder_errors_are_one_line(run_cli, tmp_path):
+    code, out, err = run_cli("diff", FIXTURES / D901, tmp_path)
+    assert code == 3 and not out
+    assert len(err.strip().splitlines()) == 1 and "without nnUNetPlans.json" in err
+    from plancheck.plans import load_plans
+
+    with pytest.raises(PlansError) as e:
+        load_plans(FIXTURES / D901)
+    assert "file file" not in str(e.value) and "is a directory, expected a plans file" in str(e.value)
+
+
+def test_diff_of_dataset_ids_does_not_import_torch(preprocessed):
+    script = (
+        "import sys\n"
+        "from plancheck.cli import main\n"
+        "try:\n"
+        "    main(['diff', '901', '902', '--format', 'json'])\n"
+        "except SystemExit as e:\n"
+        "    assert e.code == 1, e.code\n"
+        "loaded = [m for m in ('torch', 'dynamic_network_architectures') if m in sys.modules]\n"
+        "assert not loaded, loaded\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, cwd=ROOT)
+    assert done.returncode == 0, done.stderr
