@@ -337,8 +337,9 @@ def diff_command(
     \b
     Categories: architecture (weight shapes or keys), io (channels, labels, regions),
                 preprocessing, training, identity.
-    Exit codes: 0 no architecture or io difference, 1 otherwise, 2 usage error,
-                3 input that cannot be read.
+    Exit codes: 0 no architecture difference and the same number of input channels
+                (labels may differ: nnU-Net never loads the head), 1 otherwise,
+                2 usage error, 3 input that cannot be read.
     """
     from plancheck.plansdiff import diff
     from plancheck.render import render

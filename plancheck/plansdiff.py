@@ -12,6 +12,8 @@ Every difference gets exactly one :class:`Category` from a closed table (:func:`
 * ``architecture``: changes weight shapes or the set of state_dict keys;
 * ``io``: input channels, labels or regions (dataset.json; ``label_manager``; the number of
   entries of ``normalization_schemes``, which is the channel count when there is no dataset.json);
+  blocking (``diff`` exits 1) only when the number of input channels changes: labels and
+  regions change only the segmentation head, which nnU-Net never loads;
 * ``preprocessing``: the weights load, but the network sees other data;
 * ``training``: patch size, batch size, batch_dice, shape-neutral layer settings;
 * ``identity``: names, ``data_identifier``, planner, statistics nothing reads.
@@ -74,8 +76,9 @@ class Category(str, enum.Enum):
         return self.value
 
 
-#: Categories whose differences make ``plancheck diff`` exit 1.
-BLOCKING = frozenset({Category.ARCHITECTURE, Category.IO})
+#: Categories whose differences make ``plancheck diff`` exit 1 (an ``io`` difference only when
+#: it changes the number of input channels: see :attr:`PlanChange.blocking`).
+BLOCKING = frozenset({Category.ARCHITECTURE})
 
 
 class ChangeKind(str, enum.Enum):
@@ -122,10 +125,17 @@ class PlanChange:
     source_path: FieldPath | None
     target_path: FieldPath | None
     note: str = ""
+    #: An ``io`` difference that changes the number of input channels (the first conv's shape).
+    input_channels: bool = False
 
     @property
     def blocking(self) -> bool:
-        return self.category in BLOCKING
+        """The weights would not load: an architecture difference, or one that changes the input channels.
+
+        Labels and regions change only the segmentation head, which nnU-Net never loads;
+        another channel at the same position loads too (``check`` warns about it).
+        """
+        return self.category in BLOCKING or (self.category is Category.IO and self.input_channels)
 
     def to_dict(self) -> dict[str, Json]:
         return {
@@ -137,6 +147,7 @@ class PlanChange:
             "source": self.source,
             "target": self.target,
             "note": self.note,
+            "blocking": self.blocking,
         }
 
 
@@ -157,7 +168,7 @@ class PlansDiff:
 
     @property
     def has_blocking(self) -> bool:
-        """True when an ``architecture`` or ``io`` difference exists (``plancheck diff`` exits 1)."""
+        """True when an ``architecture`` difference, or one of the input channels, exists (``plancheck diff`` exits 1)."""
         return any(c.blocking for c in self.changes)
 
     @property
@@ -282,7 +293,7 @@ def classify(
         category, note = DATASET_FIELDS.get(str(top), (Category.IO, ""))
         if top == "channel_names":
             if kind in (ChangeKind.ADDED, ChangeKind.REMOVED) or _lengths_differ(source, target):
-                note = "the number of input channels differs"
+                note = _CHANNEL_COUNT
             else:
                 note = "another channel here: the pretrained first layer expects A's channels in A's order"
         return category, note
@@ -291,7 +302,7 @@ def classify(
     if top == "architecture":
         return _classify_architecture(path, source, target)
     if top in ("normalization_schemes", "use_mask_for_norm") and len(path) == 1 and _lengths_differ(source, target):
-        return Category.IO, "one entry per input channel: the number of input channels differs"
+        return Category.IO, f"one entry per input channel: {_CHANNEL_COUNT}"
     if top == "previous_stage" and (source is None) != (target is None):
         return Category.ARCHITECTURE, "a cascade stage takes the previous stage's segmentation as extra input channels"
     return CONFIGURATION_FIELDS.get(str(top), (Category.PREPROCESSING, _UNKNOWN_NOTE))
@@ -307,6 +318,30 @@ def _classify_architecture(path: FieldPath, source: Json, target: Json) -> tuple
     if len(path) == 4 and path[:2] == _ARCH_KWARGS and path[2] in _PERMUTED and _is_permutation(source, target):
         return Category.ARCHITECTURE, PERMUTATION_NOTE
     return Category.ARCHITECTURE, ""
+
+
+_CHANNEL_COUNT = "the number of input channels differs"
+_CHANNEL_COUNT_NOTES = frozenset({_CHANNEL_COUNT, f"one entry per input channel: {_CHANNEL_COUNT}"})
+
+
+def _foreground_count(dataset: DatasetJson) -> int:
+    """How many foreground labels a cascade stage receives as extra input channels.
+
+    nnU-Net's ``determine_num_input_channels`` adds ``len(label_manager.foreground_labels)``;
+    the label manager imports torch, so the count is read here from dataset.json as it
+    does: every label value but background (0) and the ignore label, regions flattened.
+    """
+    labels = dataset.data.get("labels")
+    if not isinstance(labels, dict):
+        return 0
+    values: set[Json] = set()
+    for name, value in labels.items():
+        if name == "ignore":
+            continue
+        for v in value if isinstance(value, (list, tuple)) else (value,):
+            if isinstance(v, (int, float)) and not isinstance(v, bool) and v != 0:
+                values.add(int(v))
+    return len(values)
 
 
 def _lengths_differ(a: Json, b: Json) -> bool:
@@ -438,6 +473,7 @@ def _changes(
                 source_path=None if va is _MISSING else where_a(path),
                 target_path=None if vb is _MISSING else where_b(path),
                 note=note,
+                input_channels=category is Category.IO and note in _CHANNEL_COUNT_NOTES,
             )
         )
     return out
@@ -563,8 +599,10 @@ def diff(
     top_b = {k: v for k, v in pb.data.items() if k != "configurations"}
     changes += _changes("plans", top_a, top_b, (), lambda p: p, lambda p: p)
 
+    cascade = False  # a compared configuration takes the previous stage's foreground labels as inputs
     for name_a, name_b in pairs:
         ra, rb = _resolve(pa, name_a, notes), _resolve(pb, name_b, notes)
+        cascade = cascade or ra.data.get("previous_stage") is not None or rb.data.get("previous_stage") is not None
         changes += _changes(
             "configuration",
             ra.data,
@@ -576,8 +614,12 @@ def diff(
 
     da, db = _dataset_json(dataset_json_a, pa), _dataset_json(dataset_json_b, pb)
     if da is not None and db is not None:
-        changes += _changes("dataset.json", _io_view(da), _io_view(db), (DATASET_JSON,), _dataset_where(da),
-                            _dataset_where(db))
+        labels_feed_inputs = cascade and _foreground_count(da) != _foreground_count(db)
+        changes += [
+            replace(c, input_channels=True) if c.path[1:2] != ("channel_names",) and labels_feed_inputs else c
+            for c in _changes("dataset.json", _io_view(da), _io_view(db), (DATASET_JSON,), _dataset_where(da),
+                              _dataset_where(db))
+        ]
     elif da is None and db is None:
         notes.append("no dataset.json for A or B: channels and labels not compared")
     else:
@@ -699,10 +741,16 @@ def _cell(change: PlanChange, side: str, width: int) -> str:
 
 def _verdict(result: PlansDiff) -> str:
     s = result.summary
+    channels = sum(1 for c in result.changes if c.category is Category.IO and c.input_channels)
     if result.has_blocking:
         return (
-            f"BLOCKING: {s['architecture']} architecture and {s['io']} io difference(s); "
+            f"BLOCKING: {s['architecture']} architecture and {channels} input-channel difference(s); "
             "pretrained weights may not load as they are"
+        )
+    if s["io"]:
+        return (
+            f"NOT BLOCKING: no architecture or input-channel difference; {s['io']} io difference(s) in labels, "
+            "regions or channel names change only the segmentation head (never loaded) or what a channel holds"
         )
     if result.changes:
         return "NOT BLOCKING: no architecture or io difference"

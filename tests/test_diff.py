@@ -93,7 +93,10 @@ def test_901_vs_907_only_labels_and_identity():
     assert io and all(p.startswith("dataset.json:labels.") for p in io)
     added = {c.path[-1] for c in result.changes if c.category is Category.IO and c.kind == "added"}
     assert {"left kidney", "right kidney", "gallbladder"} <= added
-    assert result.has_blocking  # labels are io: exit 1
+    # labels are io; they block only where they change the input channels: the cascade stage's
+    # extra inputs are the foreground labels (3 vs 5 here), compared among the configurations
+    assert result.has_blocking
+    assert not diff(fixture(D901), fixture(D907), "3d_fullres").has_blocking
 
 
 @pytest.mark.parametrize("plans", ["nnUNetPlans", "nnUNetResEncUNetLPlans"])
@@ -408,7 +411,7 @@ def test_json_output_shape(run_cli):
     assert data["blocking"] is True
     assert list(data["summary"]) == [c.value for c in Category]
     assert sum(data["summary"].values()) == len(data["changes"])
-    keys = {"category", "path", "source_path", "target_path", "kind", "source", "target", "note"}
+    keys = {"category", "path", "source_path", "target_path", "kind", "source", "target", "note", "blocking"}
     assert all(set(c) == keys for c in data["changes"])
     strides = [c for c in data["changes"] if c["path"].startswith(f"{ARCH}.strides[")]
     assert strides and all(c["category"] == "architecture" and c["kind"] == "changed" for c in strides)
@@ -426,7 +429,7 @@ def test_text_output_groups_by_category(run_cli):
 
 def test_markdown_output(run_cli):
     code, out, _ = run_cli("diff", fixture(D901), fixture(D907), "-c", "3d_fullres", "--format", "markdown")
-    assert code == 1
+    assert code == 0
     assert out.startswith("## plancheck diff") and "| io " in out
 
 
@@ -436,7 +439,8 @@ def test_markdown_output(run_cli):
         (("Legacy902/nnUNetPlans.json", f"{D902}/nnUNetPlans.json"), 0),
         ((f"{D901}/nnUNetPlans.json", f"{D908}/nnUNetPlans.json"), 0),
         ((f"{D901}/nnUNetPlans.json", f"{D902}/nnUNetPlans.json"), 1),
-        ((f"{D901}/nnUNetPlans.json", f"{D907}/nnUNetPlans.json", "-c", "3d_fullres"), 1),
+        ((f"{D901}/nnUNetPlans.json", f"{D907}/nnUNetPlans.json", "-c", "3d_fullres"), 0),
+        ((f"{D901}/nnUNetPlans.json", f"{D907}/nnUNetPlans.json", "-c", "3d_cascade_fullres"), 1),
         (("Inherits901/nnUNetPlans.json", f"{D901}/nnUNetPlans.json", "-c", "3d_fullres_bs4",
           "--target-configuration", "3d_fullres"), 0),
         ((f"{D901}/nnUNetPlans.json", f"{D902}/nnUNetPlans.json", "-c", "2d", "-c", "3d_fullres",
@@ -632,3 +636,39 @@ def test_diff_of_dataset_ids_does_not_import_torch(preprocessed):
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, cwd=ROOT)
     assert done.returncode == 0, done.stderr
+
+
+# --- diff's verdict agrees with check's (issue 9) -------------------------------------------------------------------
+
+
+def test_label_only_difference_is_not_blocking(run_cli):
+    code, out, err = run_cli("diff", fixture(D901), fixture(D907), "-c", "3d_fullres")
+    assert code == 0, err
+    verdict = out.splitlines()[0]
+    assert verdict.startswith("NOT BLOCKING") and "may not load" not in verdict
+    assert "labels" in verdict and "segmentation head" in verdict
+    code, out, err = run_cli("diff", fixture(D901), fixture(D907), "-c", "3d_fullres", "--format", "json")
+    data = json.loads(out)
+    assert data["blocking"] is False and data["summary"]["io"] > 0
+    assert all(c["blocking"] is False for c in data["changes"])
+
+
+@pytest.mark.parametrize(
+    ("a", "b", "configuration"),
+    [
+        (D901, D907, "3d_fullres"),  # labels only
+        (D901, D907, "3d_cascade_fullres"),  # labels feed the cascade's input channels
+        (D901, D902, "3d_fullres"),  # architecture
+        (D901, D908, "3d_fullres"),  # patch and batch size
+        ("Dataset903_ProstateMRI", "Dataset904_BrainMRI", "2d"),  # 2 vs 4 input channels
+        ("Dataset906_SmallImages", "Dataset905_CardiacCine", "2d"),
+    ],
+)
+def test_diff_exit_code_agrees_with_check(run_cli, a, b, configuration):
+    """diff decides from categories alone (no torch); its exit code must be what check says about loading."""
+    from plancheck import check
+
+    report = check(fixture(a), fixture(b), configuration)
+    code, out, err = run_cli("diff", fixture(a), fixture(b), "-c", configuration)
+    assert code == (0 if report.compatible else 1), out + err
+    assert out.startswith("NOT BLOCKING" if report.compatible else "BLOCKING"), out
