@@ -124,7 +124,9 @@ def preprocessing_warnings(source: Side, target: Side) -> list[str]:
         dataset_json_a=source.dataset_json,
         dataset_json_b=target.dataset_json,
     )
-    return list(warnings_of(result, names=("source", "target")))
+    schemes = (source.configuration.data.get("normalization_schemes"),
+               target.configuration.data.get("normalization_schemes"))
+    return list(warnings_of(result, names=("source", "target"), schemes=schemes))
 
 
 def checkpoint_shapes(ckpt: Checkpoint) -> ShapeTable:

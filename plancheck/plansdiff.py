@@ -691,20 +691,27 @@ def display_path(change: PlanChange, *, sep: str = " ") -> str:
     return text
 
 
-def preprocessing_warnings(result: PlansDiff, *, names: tuple[str, str] = ("A", "B")) -> list[str]:
+def preprocessing_warnings(
+    result: PlansDiff,
+    *,
+    names: tuple[str, str] = ("A", "B"),
+    schemes: tuple[t.Sequence[str] | None, t.Sequence[str] | None] | None = None,
+) -> list[str]:
     """One short sentence per ``preprocessing`` difference (``plancheck check`` lists them as warnings).
 
     Per-channel intensity statistics are summarised in one sentence per channel: they
     matter together (CT clipping and scaling), and seven lines for one channel hide the rest.
+    ``schemes`` (each side's ``normalization_schemes``) words that sentence from the scheme
+    each side really uses, and drops it when neither reads the statistics (ZScoreNormalization).
     """
-    out = []
+    out: list[t.Any] = []
     statistics: dict[tuple, list[PlanChange]] = {}
     for change in result.changes:
         if change.category is not Category.PREPROCESSING:
             continue
         inner = change.path[2:] if change.path[:1] == ("configurations",) else change.path
         field = next((str(p) for p in inner if isinstance(p, str)), "")
-        if field == "foreground_intensity_properties_per_channel" and len(change.path) >= 3:
+        if field == "foreground_intensity_properties_per_channel" and len(change.path) >= 2:
             group = change.path[:2]
             if group not in statistics:
                 statistics[group] = []
@@ -719,15 +726,63 @@ def preprocessing_warnings(result: PlansDiff, *, names: tuple[str, str] = ("A", 
         out.append(sentence)
     for index, item in enumerate(out):
         if isinstance(item, tuple):
-            changes = statistics[item]
-            shown = ", ".join(
-                f"{c.path[-1]} {_shown(c, 'A')} vs {_shown(c, 'B')}" for c in changes
-            )
-            out[index] = (
-                f"foreground intensity statistics of channel {item[1]} differ ({format_path(item)}; "
-                f"{names[0]} vs {names[1]}: {shown}): CTNormalization clips and scales with these"
-            )
-    return out
+            out[index] = _statistics_sentence(item, statistics[item], names, schemes)
+    return [w for w in out if w]
+
+
+def _scheme_of(schemes: t.Sequence[str] | None, channel: Json) -> tuple[str | None, frozenset[str] | None]:
+    """(scheme name, the statistics it reads) of one channel; (None, frozenset()) where there is no such channel."""
+    from plancheck.normalization import statistics_read
+
+    try:
+        index = int(channel)
+    except (TypeError, ValueError):
+        return None, None
+    if schemes is None or not 0 <= index < len(schemes):
+        return None, frozenset()
+    return str(schemes[index]), statistics_read(str(schemes[index]))
+
+
+def _reads(name: str | None, read: frozenset[str] | None) -> str:
+    if read is None:
+        return f"{name}, which is not one of nnU-Net's schemes (plancheck cannot tell whether it reads them)"
+    if not read:
+        return f"{name}, which reads none of them"
+    return f"{name}, which reads {', '.join(sorted(read))}"
+
+
+def _statistics_sentence(
+    group: tuple, changes: list[PlanChange], names: tuple[str, str],
+    schemes: tuple[t.Sequence[str] | None, t.Sequence[str] | None] | None,
+) -> str | None:
+    """The sentence for one channel's statistics, worded from each side's scheme (None: nothing to say)."""
+    channel = group[1]
+    head = f"foreground intensity statistics of channel {channel}"
+    if schemes is None:
+        shown = ", ".join(f"{c.path[-1]} {_shown(c, 'A')} vs {_shown(c, 'B')}" for c in changes)
+        return (f"{head} differ ({format_path(group)}; {names[0]} vs {names[1]}: {shown}): "
+                "a normalisation scheme that reads them (CTNormalization) clips and scales with these")
+    (name_a, read_a), (name_b, read_b) = _scheme_of(schemes[0], channel), _scheme_of(schemes[1], channel)
+    if read_a is not None and read_b is not None and not read_a and not read_b:
+        return None  # ZScoreNormalization and the like: the statistics are never read
+    relevant = None if read_a is None or read_b is None else read_a | read_b
+    changes = [c for c in changes if len(c.path) == 2 or relevant is None or c.path[-1] in relevant]
+    if not changes:
+        return None
+    if any(len(c.path) == 2 for c in changes):  # the whole channel's statistics on one side only
+        shown = f"{_shown(changes[0], 'A')} in {names[0]}, {_shown(changes[0], 'B')} in {names[1]}"
+    else:
+        shown = f"{names[0]} vs {names[1]}: " + ", ".join(
+            f"{c.path[-1]} {_shown(c, 'A')} vs {_shown(c, 'B')}" for c in changes)
+    if name_a is not None and name_a == name_b:
+        how = f"{names[0]} and {names[1]} normalise it with {_reads(name_a, read_a)}"
+    else:
+        sides = [f"{names[0]} has no channel {channel}" if name_a is None else
+                 f"{names[0]} normalises it with {_reads(name_a, read_a)}",
+                 f"{names[1]} has no channel {channel}" if name_b is None else
+                 f"{names[1]} with {_reads(name_b, read_b)}"]
+        how = "; ".join(sides)
+    return f"{head} differ ({format_path(group)}; {shown}): {how}"
 
 
 # --- renderers ------------------------------------------------------------------------------------------------------
