@@ -18,7 +18,7 @@ from plancheck.attribution import attribute
 from plancheck.build import network_shapes
 from plancheck.compare import compare, first_failure
 from plancheck.plans import DatasetJson, PlansFile, find_dataset_json, load_dataset_json, load_plans
-from plancheck.report import Cause, Report, RootCause, SideSummary, Status, summarise
+from plancheck.report import Cause, ChannelPair, Report, RootCause, SideSummary, Status, summarise
 from plancheck.shapes import ShapeTable, is_head
 from plancheck.sources import DEFAULT_PLANS_IDENTIFIER, SourceInput, resolve_source, resolve_target
 from plancheck.spec import Side, prepare_side
@@ -127,6 +127,57 @@ def preprocessing_warnings(source: Side, target: Side) -> list[str]:
     schemes = (source.configuration.data.get("normalization_schemes"),
                target.configuration.data.get("normalization_schemes"))
     return list(warnings_of(result, names=("source", "target"), schemes=schemes))
+
+
+def _channel_names(side: Side) -> dict[int, str] | None:
+    """Position -> name from the side's dataset.json (``channel_names`` or the old ``modality``); None without one."""
+    if side.dataset_json is None:
+        return None
+    names = side.dataset_json.data.get(side.dataset_json.channel_key)
+    if not isinstance(names, dict):
+        return None
+    out = {}
+    for key, name in names.items():
+        try:
+            out[int(key)] = str(name)
+        except (TypeError, ValueError):
+            continue
+    return out
+
+
+def channel_pairs(source: Side, target: Side) -> tuple[ChannelPair, ...]:
+    """The image input channels of both sides by position: names (dataset.json) and schemes (plans)."""
+    names = (_channel_names(source), _channel_names(target))
+    schemes = [side.configuration.data.get("normalization_schemes") for side in (source, target)]
+    schemes = [list(s) if isinstance(s, list) else [] for s in schemes]
+    count = max([len(s) for s in schemes] + [max(n, default=-1) + 1 for n in names if n is not None])
+    return tuple(
+        ChannelPair(
+            position=i,
+            source_name=None if names[0] is None else names[0].get(i),
+            target_name=None if names[1] is None else names[1].get(i),
+            source_scheme=str(schemes[0][i]) if i < len(schemes[0]) else None,
+            target_scheme=str(schemes[1][i]) if i < len(schemes[1]) else None,
+        )
+        for i in range(count)
+    )
+
+
+def channel_warning(channels: t.Sequence[ChannelPair]) -> str | None:
+    """One sentence when both dataset.json files name a position differently (or its scheme differs)."""
+    differing = [c for c in channels if c.differs]
+    if not differing:
+        return None
+    shown = "; ".join(
+        f"channel {c.position}: {c.source_name} ({c.source_scheme or 'scheme unknown'}) in source, "
+        f"{c.target_name} ({c.target_scheme or 'scheme unknown'}) in target"
+        for c in differing
+    )
+    return (
+        f"input channels differ by position ({shown}): the weights load, but the first layer's filters learnt "
+        "for the source's channel then see another image; order the target's channels (dataset.json "
+        "channel_names and the _000X file suffixes) as the source's, or fine-tune knowing they differ"
+    )
 
 
 def checkpoint_shapes(ckpt: Checkpoint) -> ShapeTable:
@@ -277,11 +328,14 @@ def check_target(
         details["network_built_by"] = _built_by(ref)
     tgt_summary = side_summary(tgt, kind=tgt_in.kind, notes=tgt_in.notes, details=details)
     target_shapes = network_shapes(tgt.spec, source=tgt.label)
-    warnings = [*prepared.warnings, *preprocessing_warnings(src, tgt)]
+    channels = channel_pairs(src, tgt)
+    first = channel_warning(channels)
+    warnings = [*([first] if first else []), *prepared.warnings, *preprocessing_warnings(src, tgt)]
     notes = [*prepared.notes, *(n for n in trainers.notes if n not in prepared.notes)]
     sides = (src, tgt) if explain and prepared.prefix is None else None
     report = report_for(prepared.summary, tgt_summary, prepared.shapes, target_shapes, sides=sides,
                         warnings=warnings, notes=notes)
+    report = dataclasses.replace(report, channels=channels)
     if prepared.prefix is not None:
         assert prepared.unprefixed is not None
         report = _with_prefix_cause(report, prepared.prefix, prepared.shapes, prepared.unprefixed, target_shapes)

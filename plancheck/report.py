@@ -14,6 +14,7 @@ from plancheck.shapes import Shape, numel
 
 __all__ = [
     "Cause",
+    "ChannelPair",
     "FirstFailure",
     "PartSummary",
     "Report",
@@ -201,6 +202,38 @@ def summarise(rows: t.Sequence[TensorRow]) -> Summary:
 
 
 @dataclass(frozen=True, slots=True)
+class ChannelPair:
+    """One input channel position: its name (dataset.json) and normalisation scheme (plans) on each side.
+
+    ``None`` where a side does not say (no dataset.json, or no such position).
+    """
+
+    position: int
+    source_name: str | None
+    target_name: str | None
+    source_scheme: str | None
+    target_scheme: str | None
+
+    @property
+    def differs(self) -> bool:
+        """Both sides name this position and the names (case-insensitive) or the schemes differ."""
+        if None in (self.source_name, self.target_name):
+            return False
+        assert self.source_name is not None and self.target_name is not None
+        if self.source_name.casefold() != self.target_name.casefold():
+            return True
+        return None not in (self.source_scheme, self.target_scheme) and self.source_scheme != self.target_scheme
+
+    def to_dict(self) -> dict[str, Json]:
+        return {
+            "position": self.position,
+            "source": {"name": self.source_name, "scheme": self.source_scheme},
+            "target": {"name": self.target_name, "scheme": self.target_scheme},
+            "differs": self.differs,
+        }
+
+
+@dataclass(frozen=True, slots=True)
 class SideSummary:
     """What was checked on one side, for the report's header."""
 
@@ -246,6 +279,8 @@ class Report:
     root_causes: tuple[RootCause, ...] = ()
     warnings: tuple[str, ...] = ()
     notes: tuple[str, ...] = field(default=())
+    #: Input channels by position, both sides (names from dataset.json, schemes from the plans).
+    channels: tuple[ChannelPair, ...] = ()
 
     def to_dict(self) -> dict[str, Json]:
         from plancheck import __version__
@@ -262,6 +297,7 @@ class Report:
             "summary": self.summary.to_dict(),
             "warnings": list(self.warnings),
             "notes": [*self.source.notes, *self.target.notes, *self.notes],
+            "channels": [c.to_dict() for c in self.channels],
             "tensors": [row.to_dict() for row in self.tensors],
         }
 
