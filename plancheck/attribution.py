@@ -303,37 +303,72 @@ def attribute(
     new_rows: list[TensorRow] = []
     counts: dict[int, list[int]] = {}
     joint_counts = [0, 0]
+    joint_rows = 0
     for row in rows:
         if row.status not in _BAD:
             new_rows.append(row)
             continue
+        # Counted as the summary counts: failing target tensors, once each (unused ones are the source's only).
+        counted = row.status is not Status.UNUSED and row.target_shape is not None
         indices = sorted({i for k in row.keys for i in explained.get(k, ())})
         if indices:
             causes = tuple(c for i in indices for c in candidates[i].causes)
             for i in indices:
                 acc = counts.setdefault(i, [0, 0])
-                acc[0] += 1
-                acc[1] += row.parameters
+                acc[0] += counted
+                acc[1] += row.parameters if counted else 0
         else:
             causes = joint or (Cause("no plans field differs: the weights do not match their plans", None, None),)
-            joint_counts[0] += 1
-            joint_counts[1] += row.parameters
+            joint_rows += 1
+            joint_counts[0] += counted
+            joint_counts[1] += row.parameters if counted else 0
         new_rows.append(replace(row, causes=causes))
 
     root: list[RootCause] = []
-    for i in sorted(counts, key=lambda i: (-counts[i][1], i)):
+    for i in sorted(counts, key=lambda i: (-counts[i][1], -counts[i][0], i)):
         iv = candidates[i]
         note = iv.note
+        group: tuple[Cause, ...] = ()
         if len(iv.causes) > 1:
-            rest = ", ".join(c.parameter.rsplit(".", 1)[-1] for c in iv.causes[1:])
+            rest = ", ".join(field_name(c.parameter) for c in iv.causes[1:])
             note = f"{note}; together with {rest}" if note else f"together with {rest}"
-        root.append(RootCause(iv.causes[0], counts[i][0], counts[i][1], note))
-    if joint_counts[0]:
+            group = iv.causes
+        if not counts[i][0]:
+            only = "explains only tensors the source alone has (unused: nnU-Net drops them), none that fail"
+            note = f"{note}; {only}" if note else only
+        root.append(RootCause(iv.causes[0], counts[i][0], counts[i][1], note, group))
+    if joint_rows:
         if joint:
-            head = Cause("combination: " + "; ".join(iv.label for iv in candidates), None, None)
+            head = Cause(together(joint), None, None)
+            groups = "; ".join(iv.note.split(";")[0].split(" (")[0]
+                               for iv in candidates if len(iv.causes) > 1 and iv.note)
             note = "no single difference explains these; only the differences together do"
+            note = f"{note} ({groups})" if groups else note
+            root.append(RootCause(head, joint_counts[0], joint_counts[1], note, joint))
         else:
             head = Cause("(unexplained)", None, None)
             note = "no plans difference explains these"
-        root.append(RootCause(head, joint_counts[0], joint_counts[1], note))
+            root.append(RootCause(head, joint_counts[0], joint_counts[1], note))
     return tuple(new_rows), tuple(root)
+
+
+def field_name(parameter: str) -> str:
+    """``configurations.3d_fullres.architecture.arch_kwargs.strides[4]`` -> ``strides``; dataset.json fields whole."""
+    import re
+
+    head = parameter.split(" (", 1)[0]
+    if head.startswith("dataset.json:"):
+        return head
+    return re.sub(r"(\[\d+\])+$", "", head.rsplit(".", 1)[-1])
+
+
+#: Fields named in a group's short line before the rest is counted ("and 3 more").
+_GROUP_NAMES = 6
+
+
+def together(causes: t.Sequence[Cause]) -> str:
+    """A group of fields in one short line: the fields (each once), then "together"."""
+    names = list(dict.fromkeys(field_name(c.parameter) for c in causes))
+    if len(names) > _GROUP_NAMES:
+        names = [*names[: _GROUP_NAMES - 1], f"{len(names) - _GROUP_NAMES + 1} more"]
+    return ", ".join(names) + " together"

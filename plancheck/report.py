@@ -61,15 +61,26 @@ class Cause:
 
 @dataclass(frozen=True, slots=True)
 class RootCause:
-    """A cause and how much of the network it explains."""
+    """A cause and how much of the network it explains.
+
+    ``tensors`` and ``parameters`` count the target's tensors that fail (mismatch,
+    missing) and that this cause explains, each tensor once however many alias keys it
+    has: the same counting as the summary's totals, so a cause never counts more than
+    exists. Tensors only the source has (unused) carry the cause but are not counted.
+    ``group`` holds every field of a group of fields that change together (depth, the
+    network class with its own keyword arguments, a combination), with both values;
+    ``cause`` then names the group.
+    """
 
     cause: Cause
     tensors: int
     parameters: int
     note: str = ""
+    group: tuple[Cause, ...] = ()
 
     def to_dict(self) -> dict[str, Json]:
-        return {**self.cause.to_dict(), "tensors": self.tensors, "parameters": self.parameters, "note": self.note}
+        return {**self.cause.to_dict(), "tensors": self.tensors, "parameters": self.parameters, "note": self.note,
+                "group": [c.to_dict() for c in self.group]}
 
 
 @dataclass(frozen=True, slots=True)
