@@ -92,13 +92,18 @@ def report_for(
     sides: tuple[Side, Side] | None = None,
     warnings: t.Iterable[str] = (),
     notes: t.Iterable[str] = (),
+    weights_configuration: str | None = None,
 ) -> Report:
-    """Compare two shape tables and assemble the report; attribute failures when ``sides`` are given."""
+    """Compare two shape tables and assemble the report; attribute failures when ``sides`` are given.
+
+    ``weights_configuration``: the configuration a checkpoint was trained as, when known.
+    """
     rows = compare(source_shapes, target_shapes)
     failure = first_failure(source_shapes, target_shapes)
     root_causes: tuple = ()
     if sides is not None:
-        rows, root_causes = attribute(sides[0], sides[1], source_shapes, target_shapes, rows)
+        rows, root_causes = attribute(sides[0], sides[1], source_shapes, target_shapes, rows,
+                                      weights_configuration=weights_configuration)
     return Report(
         compatible=failure is None,
         source=source,
@@ -333,8 +338,9 @@ def check_target(
     warnings = [*([first] if first else []), *prepared.warnings, *preprocessing_warnings(src, tgt)]
     notes = [*prepared.notes, *(n for n in trainers.notes if n not in prepared.notes)]
     sides = (src, tgt) if explain and prepared.prefix is None else None
+    own = prepared.input.details.get("configuration") if prepared.input.checkpoint is not None else None
     report = report_for(prepared.summary, tgt_summary, prepared.shapes, target_shapes, sides=sides,
-                        warnings=warnings, notes=notes)
+                        warnings=warnings, notes=notes, weights_configuration=own if isinstance(own, str) else None)
     report = dataclasses.replace(report, channels=channels)
     if prepared.prefix is not None:
         assert prepared.unprefixed is not None

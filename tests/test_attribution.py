@@ -343,3 +343,20 @@ def test_wide_values_are_summarised_in_the_table_and_whole_in_json():
     assert entry["source"] == entry["target"] == dj["labels"]
     markdown = render(report, "markdown")
     assert "13 labels, same" in markdown and "organ number" not in markdown.split("### Root causes")[1].split("###")[0]
+
+
+def test_a_trainer_difference_is_named_as_the_cause():
+    from plancheck.render import render
+
+    path = fixture("Dataset901_CTIsotropic")
+    report = check(path, path, target_trainer="nnUNetTrainerBN")
+    assert not report.compatible
+    assert report.root_causes
+    (rc,) = report.root_causes
+    assert rc.cause.parameter == "trainer (build_network_architecture)"
+    assert rc.cause.source == "get_network_from_plans" and rc.cause.target == "nnUNetTrainerBN"
+    failing = [r for r in report.tensors if r.status in (Status.MISMATCH, Status.MISSING)]
+    assert rc.tensors == len(failing)
+    text = render(report, "text")
+    assert "(unexplained)" not in text
+    assert all(r.causes[0].parameter == rc.cause.parameter for r in report.tensors if r.status in CAUSED)
