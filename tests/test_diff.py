@@ -551,16 +551,15 @@ def test_locate_inherited_and_legacy():
 
 
 def _real_plans() -> list[pathlib.Path]:
-    folder = os.environ.get("PLANCHECK_REAL_PLANS")
-    if not folder:
-        return []
-    return sorted(p for p in pathlib.Path(folder).glob("[0-9][0-9][0-9].json"))
+    from conftest import real_plans_folder
+
+    return sorted(p for p in real_plans_folder().glob("[0-9][0-9][0-9].json"))
 
 
 @pytest.mark.real
 def test_every_real_plans_file_diffs_against_every_other():
     files = _real_plans()
-    assert len(files) == 44, "make test-real sets PLANCHECK_REAL_PLANS to the 44 real plans files"
+    assert len(files) == 44, "make test-real sets PLANCHECK_REAL_PLANS to the folder of the 44 real plans files"
 
     def dataset_json(path: pathlib.Path) -> pathlib.Path | None:
         companion = path.with_name(path.stem + ".dataset.json")
