@@ -321,6 +321,7 @@ def _classify_architecture(path: FieldPath, source: Json, target: Json) -> tuple
 
 
 _CHANNEL_COUNT = "the number of input channels differs"
+_CASCADE_NOTE = "a compared cascade stage takes the foreground labels as input channels, and their number differs"
 _CHANNEL_COUNT_NOTES = frozenset({_CHANNEL_COUNT, f"one entry per input channel: {_CHANNEL_COUNT}"})
 
 
@@ -616,7 +617,8 @@ def diff(
     if da is not None and db is not None:
         labels_feed_inputs = cascade and _foreground_count(da) != _foreground_count(db)
         changes += [
-            replace(c, input_channels=True) if c.path[1:2] != ("channel_names",) and labels_feed_inputs else c
+            replace(c, input_channels=True, note=f"{c.note}; {_CASCADE_NOTE}" if c.note else _CASCADE_NOTE)
+            if c.path[1:2] != ("channel_names",) and labels_feed_inputs else c
             for c in _changes("dataset.json", _io_view(da), _io_view(db), (DATASET_JSON,), _dataset_where(da),
                               _dataset_where(db))
         ]
