@@ -17,6 +17,7 @@ import typing as t
 from plancheck.attribution import attribute
 from plancheck.build import network_shapes
 from plancheck.compare import compare, first_failure
+from plancheck.errors import UsageError
 from plancheck.plans import DatasetJson, PlansFile, find_dataset_json, load_dataset_json, load_plans
 from plancheck.report import Cause, ChannelPair, Report, RootCause, SideSummary, Status, summarise
 from plancheck.shapes import ShapeTable, is_head
@@ -241,12 +242,24 @@ class CheckResult:
     target: Side
 
 
+class UnknownOption(UsageError, TypeError):
+    """A keyword option :func:`check` does not take."""
+
+
+def check_options() -> frozenset[str]:
+    """The keyword options of :func:`check` (everything after ``source`` and ``target``)."""
+    import inspect
+
+    return frozenset(
+        name for name, p in inspect.signature(check).parameters.items()
+        if name not in ("source", "target") and p.kind is not inspect.Parameter.VAR_KEYWORD
+    )
+
+
 def split_options(options: t.Mapping[str, Json]) -> tuple[dict[str, Json], dict[str, Json]]:
     """(source options, target options) of :func:`check`'s keyword options; unknown ones are refused."""
     unknown = sorted(set(options) - SOURCE_OPTIONS - TARGET_OPTIONS)
     if unknown:
-        from plancheck.errors import UsageError
-
         valid = ", ".join(sorted(SOURCE_OPTIONS | TARGET_OPTIONS))
         raise UsageError(f"unknown option(s) {', '.join(unknown)}; valid: {valid}")
     return ({k: v for k, v in options.items() if k in SOURCE_OPTIONS},
@@ -397,6 +410,7 @@ def check(
     trust_checkpoint: bool = False,
     ignore_trainer: bool = False,
     explain: bool = True,
+    **unknown: t.Any,
 ) -> Report:
     """Check whether the ``source``'s weights load into the network of the ``target`` plans.
 
@@ -416,8 +430,13 @@ def check(
     defaults to the source's trainer. A trainer that cannot be found or imported is an
     error unless ``ignore_trainer``, which builds from the plans alone. ``trust_checkpoint``
     reads checkpoints with ``torch.load(weights_only=False)`` (runs code from the file).
-    ``explain=False`` skips the attribution of failures to plans fields (faster).
+    ``explain=False`` skips the attribution of failures to plans fields (faster). Any other
+    keyword is refused with :class:`UnknownOption` (a ``UsageError`` and a ``TypeError``)
+    naming it and the valid options.
     """
+    if unknown:
+        names = ", ".join(sorted(check_options()))
+        raise UnknownOption(f"unknown option {', '.join(repr(k) for k in sorted(unknown))}; valid options: {names}")
     prepared = prepare_source(
         source,
         configuration=configuration,

@@ -351,13 +351,10 @@ class PlancheckFixture:
 
 
 def _validate_fixture_options(options: t.Mapping[str, t.Any]) -> None:
-    import inspect
-
-    from plancheck.check import check
+    from plancheck.check import check_options
     from plancheck.errors import UsageError
 
-    valid = {name for name in inspect.signature(check).parameters if name not in ("source", "target", "configuration")}
-    valid |= checks_config.RENDER_OPTIONS
+    valid = (check_options() - {"configuration"}) | checks_config.RENDER_OPTIONS
     unknown = sorted(set(options) - valid)
     if unknown:
         names = ", ".join(sorted(valid))
@@ -396,7 +393,9 @@ class PlancheckFile(pytest.File):
 
                 from plancheck.check import check
 
-                checks_config.validate_options(specs, inspect.signature(check).parameters)
+                parameters = {name: p for name, p in inspect.signature(check).parameters.items()
+                              if p.kind is not inspect.Parameter.VAR_KEYWORD}
+                checks_config.validate_options(specs, parameters)
         except checks_config.ConfigError as e:
             raise self.CollectError(f"plancheck: {e}") from e
         cases, skipped = checks_config.plan_cases(specs)

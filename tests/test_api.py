@@ -139,3 +139,17 @@ def test_percentages_never_round_up_to_100_and_agree_everywhere():
     everything = dataclasses.replace(s, parameters_loadable=s.parameters_total, tensors_loadable=s.tensors_total)
     assert f"{s.parameters_total:,} of {s.parameters_total:,} parameters (100.0%)" in render(
         dataclasses.replace(report, summary=everything), "text")
+
+
+def test_check_refuses_an_unknown_option_naming_the_valid_ones():
+    import pytest
+
+    from plancheck.errors import UsageError
+
+    a = fixture("Dataset901_CTIsotropic")
+    with pytest.raises(UsageError) as e:
+        check(a, a, allow_imports=["x"])
+    message = str(e.value)
+    assert "unknown option 'allow_imports'" in message
+    assert "allow_import" in message.split("valid options:")[1] and "target_trainer" in message
+    assert isinstance(e.value, TypeError)  # what Python raises for an unknown keyword: callers catching it still do
