@@ -335,14 +335,16 @@ def _foreground_count(dataset: DatasetJson) -> int:
     labels = dataset.data.get("labels")
     if not isinstance(labels, dict):
         return 0
-    values: set[Json] = set()
+    values: set[int] = set()
     for name, value in labels.items():
         if name == "ignore":
             continue
         for v in value if isinstance(value, (list, tuple)) else (value,):
-            if isinstance(v, (int, float)) and not isinstance(v, bool) and v != 0:
+            try:
                 values.add(int(v))
-    return len(values)
+            except (TypeError, ValueError):
+                continue
+    return len(values - {0})
 
 
 def _lengths_differ(a: Json, b: Json) -> bool:

@@ -671,3 +671,25 @@ def test_diff_exit_code_agrees_with_check(run_cli, a, b, configuration):
     code, out, err = run_cli("diff", fixture(a), fixture(b), "-c", configuration)
     assert code == (0 if report.compatible else 1), out + err
     assert out.startswith("NOT BLOCKING" if report.compatible else "BLOCKING"), out
+
+
+@pytest.mark.parametrize("labels", [
+    None,  # each fixture's own
+    {"background": 0, "whole tumor": [1, 2, 3], "tumor core": [2, 3], "enhancing": 3},  # regions
+    {"background": 0, "a": 1, "b": 2, "ignore": 3},
+])
+def test_cascade_label_count_is_nnunets(labels):
+    """diff counts the cascade's foreground-label inputs without torch; nnU-Net's label manager agrees."""
+    from nnunetv2.utilities.label_handling.label_handling import LabelManager
+
+    from plancheck.plans import load_dataset_json
+    from plancheck.plansdiff import _foreground_count
+
+    for path in sorted(FIXTURES.glob("*/dataset.json")):
+        data = load(path)
+        if labels is not None:
+            data["labels"] = labels
+            if any(isinstance(v, list) for v in labels.values()):
+                data["regions_class_order"] = [1, 2, 3]
+        manager = LabelManager(data["labels"], regions_class_order=data.get("regions_class_order"))
+        assert _foreground_count(load_dataset_json(data)) == len(manager.foreground_labels), (path, labels)
