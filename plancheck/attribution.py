@@ -200,6 +200,9 @@ def interventions(source: Side, target: Side) -> list[Intervention]:
             )
         )
 
+    if s.trainer != tg.trainer:
+        result.append(_trainer_intervention(source, target))
+
     if s.input_channels != tg.input_channels:
         n_src, n_tgt = s.input_channels, tg.input_channels
         result.append(
@@ -211,6 +214,66 @@ def interventions(source: Side, target: Side) -> list[Intervention]:
             )
         )
     return result
+
+
+#: How a spec without a trainer is built (nnUNetTrainer and every trainer that does not override it).
+PLANS_BUILD = "get_network_from_plans"
+
+
+def _trainer_intervention(source: Side, target: Side) -> Intervention:
+    """The networks are built by different trainers' ``build_network_architecture`` (--target-trainer)."""
+    import json
+
+    from plancheck.spec import TrainerContext
+
+    def with_trainer(trainer: str | None, side: Side) -> t.Callable[[NetworkSpec], NetworkSpec]:
+        def apply(spec: NetworkSpec) -> NetworkSpec:
+            if trainer is None:
+                return replace(spec, trainer=None, trainer_context=None)
+            context = spec.trainer_context or TrainerContext(
+                json.dumps(side.plans.data, sort_keys=True, default=str), side.configuration.name)
+            return replace(spec, trainer=trainer, trainer_context=context)
+
+        return apply
+
+    def name(trainer: str | None) -> str:
+        return PLANS_BUILD if trainer is None else trainer.rsplit(".", 1)[-1]
+
+    s, tg = source.spec.trainer, target.spec.trainer
+    return Intervention(
+        causes=(Cause("trainer (build_network_architecture)", name(s), name(tg)),),
+        repair=with_trainer(s, target),
+        breaks=with_trainer(tg, source),
+        note="another trainer builds the network: the same plans give other layers",
+    )
+
+
+def _dimension_cause(
+    keys: t.Iterable[str], source_shapes: ShapeTable, target_shapes: ShapeTable, source: Side,
+    weights_configuration: str | None,
+) -> Intervention | None:
+    """2D weights against a 3D network (or the reverse) that no plans difference explains: a checkpoint
+    trained as another configuration than the one checked. Read from the conv weights' ranks."""
+    dims = {
+        (len(source_shapes.shapes[k]) - 2, len(target_shapes.shapes[k]) - 2)
+        for k in keys
+        if k in source_shapes.shapes and k in target_shapes.shapes and k.endswith(".weight")
+        and len(source_shapes.shapes[k]) in (4, 5) and len(target_shapes.shapes[k]) in (4, 5)
+        and len(source_shapes.shapes[k]) != len(target_shapes.shapes[k])
+    }
+    if len(dims) != 1:
+        return None
+    ((s_dim, t_dim),) = dims
+    note = f"dimension: the source weights are {s_dim}D, the target network {t_dim}D"
+    checked = source.configuration.name
+    if weights_configuration and weights_configuration != checked:
+        note += f"; the weights were trained as {weights_configuration}, checked as {checked}"
+    return Intervention(
+        causes=(Cause("weights' dimension", f"{s_dim}D", f"{t_dim}D"),),
+        repair=lambda spec: spec,
+        breaks=lambda spec: spec,
+        note=note,
+    )
 
 
 def _class_path(side: Side) -> str:
@@ -268,6 +331,8 @@ def attribute(
     source_shapes: ShapeTable,
     target_shapes: ShapeTable,
     rows: t.Sequence[TensorRow],
+    *,
+    weights_configuration: str | None = None,
 ) -> tuple[tuple[TensorRow, ...], tuple[RootCause, ...]]:
     """Attach causes to every mismatch/missing/unused row, and count what each cause explains.
 
@@ -298,42 +363,84 @@ def attribute(
                 newly = _failing(source_shapes, broken) & unexplained
                 for key in newly:
                     explained.setdefault(key, []).append(index)
+    unexplained = failing - set(explained)
+    if unexplained:
+        dimension = _dimension_cause(unexplained, source_shapes, target_shapes, source, weights_configuration)
+        if dimension is not None:  # every failure follows from weights of another dimension
+            candidates.append(dimension)
+            for key in unexplained:
+                explained[key] = [len(candidates) - 1]
     joint = tuple(c for iv in candidates for c in iv.causes)
 
     new_rows: list[TensorRow] = []
     counts: dict[int, list[int]] = {}
     joint_counts = [0, 0]
+    joint_rows = 0
     for row in rows:
         if row.status not in _BAD:
             new_rows.append(row)
             continue
+        # Counted as the summary counts: failing target tensors, once each (unused ones are the source's only).
+        counted = row.status is not Status.UNUSED and row.target_shape is not None
         indices = sorted({i for k in row.keys for i in explained.get(k, ())})
         if indices:
             causes = tuple(c for i in indices for c in candidates[i].causes)
             for i in indices:
                 acc = counts.setdefault(i, [0, 0])
-                acc[0] += 1
-                acc[1] += row.parameters
+                acc[0] += counted
+                acc[1] += row.parameters if counted else 0
         else:
             causes = joint or (Cause("no plans field differs: the weights do not match their plans", None, None),)
-            joint_counts[0] += 1
-            joint_counts[1] += row.parameters
+            joint_rows += 1
+            joint_counts[0] += counted
+            joint_counts[1] += row.parameters if counted else 0
         new_rows.append(replace(row, causes=causes))
 
     root: list[RootCause] = []
-    for i in sorted(counts, key=lambda i: (-counts[i][1], i)):
+    for i in sorted(counts, key=lambda i: (-counts[i][1], -counts[i][0], i)):
         iv = candidates[i]
         note = iv.note
+        group: tuple[Cause, ...] = ()
         if len(iv.causes) > 1:
-            rest = ", ".join(c.parameter.rsplit(".", 1)[-1] for c in iv.causes[1:])
+            rest = ", ".join(field_name(c.parameter) for c in iv.causes[1:])
             note = f"{note}; together with {rest}" if note else f"together with {rest}"
-        root.append(RootCause(iv.causes[0], counts[i][0], counts[i][1], note))
-    if joint_counts[0]:
+            group = iv.causes
+        if not counts[i][0]:
+            only = "explains only tensors the source alone has (unused: nnU-Net drops them), none that fail"
+            note = f"{note}; {only}" if note else only
+        root.append(RootCause(iv.causes[0], counts[i][0], counts[i][1], note, group))
+    if joint_rows:
         if joint:
-            head = Cause("combination: " + "; ".join(iv.label for iv in candidates), None, None)
+            head = Cause(together(joint), None, None)
+            groups = "; ".join(iv.note.split(";")[0].split(" (")[0]
+                               for iv in candidates if len(iv.causes) > 1 and iv.note)
             note = "no single difference explains these; only the differences together do"
+            note = f"{note} ({groups})" if groups else note
+            root.append(RootCause(head, joint_counts[0], joint_counts[1], note, joint))
         else:
             head = Cause("(unexplained)", None, None)
             note = "no plans difference explains these"
-        root.append(RootCause(head, joint_counts[0], joint_counts[1], note))
+            root.append(RootCause(head, joint_counts[0], joint_counts[1], note))
     return tuple(new_rows), tuple(root)
+
+
+def field_name(parameter: str) -> str:
+    """``configurations.3d_fullres.architecture.arch_kwargs.strides[4]`` -> ``strides``; dataset.json fields whole."""
+    import re
+
+    head = parameter.split(" (", 1)[0]
+    if head.startswith("dataset.json:"):
+        return head
+    return re.sub(r"(\[\d+\])+$", "", head.rsplit(".", 1)[-1])
+
+
+#: Fields named in a group's short line before the rest is counted ("and 3 more").
+_GROUP_NAMES = 6
+
+
+def together(causes: t.Sequence[Cause]) -> str:
+    """A group of fields in one short line: the fields (each once), then "together"."""
+    names = list(dict.fromkeys(field_name(c.parameter) for c in causes))
+    if len(names) > _GROUP_NAMES:
+        names = [*names[: _GROUP_NAMES - 1], f"{len(names) - _GROUP_NAMES + 1} more"]
+    return ", ".join(names) + " together"

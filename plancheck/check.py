@@ -17,8 +17,9 @@ import typing as t
 from plancheck.attribution import attribute
 from plancheck.build import network_shapes
 from plancheck.compare import compare, first_failure
+from plancheck.errors import UsageError
 from plancheck.plans import DatasetJson, PlansFile, find_dataset_json, load_dataset_json, load_plans
-from plancheck.report import Cause, Report, RootCause, SideSummary, Status, summarise
+from plancheck.report import Cause, ChannelPair, Report, RootCause, SideSummary, Status, summarise
 from plancheck.shapes import ShapeTable, is_head
 from plancheck.sources import DEFAULT_PLANS_IDENTIFIER, SourceInput, resolve_source, resolve_target
 from plancheck.spec import Side, prepare_side
@@ -92,13 +93,18 @@ def report_for(
     sides: tuple[Side, Side] | None = None,
     warnings: t.Iterable[str] = (),
     notes: t.Iterable[str] = (),
+    weights_configuration: str | None = None,
 ) -> Report:
-    """Compare two shape tables and assemble the report; attribute failures when ``sides`` are given."""
+    """Compare two shape tables and assemble the report; attribute failures when ``sides`` are given.
+
+    ``weights_configuration``: the configuration a checkpoint was trained as, when known.
+    """
     rows = compare(source_shapes, target_shapes)
     failure = first_failure(source_shapes, target_shapes)
     root_causes: tuple = ()
     if sides is not None:
-        rows, root_causes = attribute(sides[0], sides[1], source_shapes, target_shapes, rows)
+        rows, root_causes = attribute(sides[0], sides[1], source_shapes, target_shapes, rows,
+                                      weights_configuration=weights_configuration)
     return Report(
         compatible=failure is None,
         source=source,
@@ -124,7 +130,60 @@ def preprocessing_warnings(source: Side, target: Side) -> list[str]:
         dataset_json_a=source.dataset_json,
         dataset_json_b=target.dataset_json,
     )
-    return list(warnings_of(result, names=("source", "target")))
+    schemes = (source.configuration.data.get("normalization_schemes"),
+               target.configuration.data.get("normalization_schemes"))
+    return list(warnings_of(result, names=("source", "target"), schemes=schemes))
+
+
+def _channel_names(side: Side) -> dict[int, str] | None:
+    """Position -> name from the side's dataset.json (``channel_names`` or the old ``modality``); None without one."""
+    if side.dataset_json is None:
+        return None
+    names = side.dataset_json.data.get(side.dataset_json.channel_key)
+    if not isinstance(names, dict):
+        return None
+    out = {}
+    for key, name in names.items():
+        try:
+            out[int(key)] = str(name)
+        except (TypeError, ValueError):
+            continue
+    return out
+
+
+def channel_pairs(source: Side, target: Side) -> tuple[ChannelPair, ...]:
+    """The image input channels of both sides by position: names (dataset.json) and schemes (plans)."""
+    names = (_channel_names(source), _channel_names(target))
+    schemes = [side.configuration.data.get("normalization_schemes") for side in (source, target)]
+    schemes = [list(s) if isinstance(s, list) else [] for s in schemes]
+    count = max([len(s) for s in schemes] + [max(n, default=-1) + 1 for n in names if n is not None])
+    return tuple(
+        ChannelPair(
+            position=i,
+            source_name=None if names[0] is None else names[0].get(i),
+            target_name=None if names[1] is None else names[1].get(i),
+            source_scheme=str(schemes[0][i]) if i < len(schemes[0]) else None,
+            target_scheme=str(schemes[1][i]) if i < len(schemes[1]) else None,
+        )
+        for i in range(count)
+    )
+
+
+def channel_warning(channels: t.Sequence[ChannelPair]) -> str | None:
+    """One sentence when both dataset.json files name a position differently (or its scheme differs)."""
+    differing = [c for c in channels if c.differs]
+    if not differing:
+        return None
+    shown = "; ".join(
+        f"channel {c.position}: {c.source_name} ({c.source_scheme or 'scheme unknown'}) in source, "
+        f"{c.target_name} ({c.target_scheme or 'scheme unknown'}) in target"
+        for c in differing
+    )
+    return (
+        f"input channels differ by position ({shown}): the weights load, but the first layer's filters learnt "
+        "for the source's channel then see another image; order the target's channels (dataset.json "
+        "channel_names and the _000X file suffixes) as the source's, or fine-tune knowing they differ"
+    )
 
 
 def checkpoint_shapes(ckpt: Checkpoint) -> ShapeTable:
@@ -183,12 +242,24 @@ class CheckResult:
     target: Side
 
 
+class UnknownOption(UsageError, TypeError):
+    """A keyword option :func:`check` does not take."""
+
+
+def check_options() -> frozenset[str]:
+    """The keyword options of :func:`check` (everything after ``source`` and ``target``)."""
+    import inspect
+
+    return frozenset(
+        name for name, p in inspect.signature(check).parameters.items()
+        if name not in ("source", "target") and p.kind is not inspect.Parameter.VAR_KEYWORD
+    )
+
+
 def split_options(options: t.Mapping[str, Json]) -> tuple[dict[str, Json], dict[str, Json]]:
     """(source options, target options) of :func:`check`'s keyword options; unknown ones are refused."""
     unknown = sorted(set(options) - SOURCE_OPTIONS - TARGET_OPTIONS)
     if unknown:
-        from plancheck.errors import UsageError
-
         valid = ", ".join(sorted(SOURCE_OPTIONS | TARGET_OPTIONS))
         raise UsageError(f"unknown option(s) {', '.join(unknown)}; valid: {valid}")
     return ({k: v for k, v in options.items() if k in SOURCE_OPTIONS},
@@ -275,11 +346,15 @@ def check_target(
         details["network_built_by"] = _built_by(ref)
     tgt_summary = side_summary(tgt, kind=tgt_in.kind, notes=tgt_in.notes, details=details)
     target_shapes = network_shapes(tgt.spec, source=tgt.label)
-    warnings = [*prepared.warnings, *preprocessing_warnings(src, tgt)]
+    channels = channel_pairs(src, tgt)
+    first = channel_warning(channels)
+    warnings = [*([first] if first else []), *prepared.warnings, *preprocessing_warnings(src, tgt)]
     notes = [*prepared.notes, *(n for n in trainers.notes if n not in prepared.notes)]
     sides = (src, tgt) if explain and prepared.prefix is None else None
+    own = prepared.input.details.get("configuration") if prepared.input.checkpoint is not None else None
     report = report_for(prepared.summary, tgt_summary, prepared.shapes, target_shapes, sides=sides,
-                        warnings=warnings, notes=notes)
+                        warnings=warnings, notes=notes, weights_configuration=own if isinstance(own, str) else None)
+    report = dataclasses.replace(report, channels=channels)
     if prepared.prefix is not None:
         assert prepared.unprefixed is not None
         report = _with_prefix_cause(report, prepared.prefix, prepared.shapes, prepared.unprefixed, target_shapes)
@@ -338,6 +413,7 @@ def check(
     trust_checkpoint: bool = False,
     ignore_trainer: bool = False,
     explain: bool = True,
+    **unknown: t.Any,
 ) -> Report:
     """Check whether the ``source``'s weights load into the network of the ``target`` plans.
 
@@ -357,8 +433,13 @@ def check(
     defaults to the source's trainer. A trainer that cannot be found or imported is an
     error unless ``ignore_trainer``, which builds from the plans alone. ``trust_checkpoint``
     reads checkpoints with ``torch.load(weights_only=False)`` (runs code from the file).
-    ``explain=False`` skips the attribution of failures to plans fields (faster).
+    ``explain=False`` skips the attribution of failures to plans fields (faster). Any other
+    keyword is refused with :class:`UnknownOption` (a ``UsageError`` and a ``TypeError``)
+    naming it and the valid options.
     """
+    if unknown:
+        names = ", ".join(sorted(check_options()))
+        raise UnknownOption(f"unknown option {', '.join(repr(k) for k in sorted(unknown))}; valid options: {names}")
     prepared = prepare_source(
         source,
         configuration=configuration,

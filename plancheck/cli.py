@@ -22,15 +22,18 @@ INTERNAL_ERROR = 4
 
 
 def _run(fn: t.Callable[..., int]) -> t.Callable[..., None]:
-    """Run a command body; turn its result or error into plancheck's exit codes."""
+    """Run a command body; turn its result or error into plancheck's exit codes.
+
+    ``--traceback`` adds the traceback on stderr before the one-line message; the exit
+    code and everything else stay as they are without it.
+    """
 
     @functools.wraps(fn)
     def wrapper(*args: t.Any, traceback: bool = False, **kwargs: t.Any) -> None:
         try:
             code = fn(*args, **kwargs)
         except PlancheckError as e:
-            if traceback:
-                raise
+            _print_traceback(traceback)
             click.echo(f"plancheck: error: {e}", err=True)
             code = int(e.exit_code)
         except BrokenPipeError:  # `plancheck ... | head`: the reader left; say nothing more
@@ -41,11 +44,11 @@ def _run(fn: t.Callable[..., int]) -> t.Callable[..., None]:
         except (click.exceptions.Exit, click.ClickException, KeyboardInterrupt):
             raise
         except Exception as e:  # a bug in plancheck, not the user's input
-            if traceback:
-                raise
+            _print_traceback(traceback)
             first = str(e).strip().splitlines()[0] if str(e).strip() else ""
             click.echo(
-                f"plancheck: internal error: {type(e).__name__}: {first} (rerun with --traceback and report it)",
+                f"plancheck: internal error: {type(e).__name__}: {first}"
+                + ("" if traceback else " (rerun with --traceback and report it)"),
                 err=True,
             )
             code = INTERNAL_ERROR
@@ -53,6 +56,15 @@ def _run(fn: t.Callable[..., int]) -> t.Callable[..., None]:
         raise SystemExit(code)
 
     return wrapper
+
+
+def _print_traceback(wanted: bool) -> None:
+    """With --traceback: the current exception's traceback on stderr (call inside ``except``)."""
+    if wanted:
+        import traceback as tb
+
+        sys.stdout.flush()
+        click.echo(tb.format_exc().rstrip("\n"), err=True)
 
 
 def _common(fn: t.Callable[..., t.Any]) -> t.Callable[..., t.Any]:
@@ -311,6 +323,15 @@ def _fix(prepared: t.Any, result: t.Any, *, fmt: str, out: str | None, plans_nam
 @click.option("--dataset-json-a", default=None, metavar="FILE", help="Default: dataset.json next to PLANS_A.")
 @click.option("--dataset-json-b", default=None, metavar="FILE", help="Default: dataset.json next to PLANS_B.")
 @_html
+@click.option(
+    "-p",
+    "--plans",
+    "plans_identifier",
+    default="nnUNetPlans",
+    show_default=True,
+    metavar="PLANS_IDENTIFIER",
+    help="Plans of a dataset ID or preprocessed folder (<PLANS_IDENTIFIER>.json), as for check.",
+)
 @_common
 @_run
 def diff_command(
@@ -321,9 +342,14 @@ def diff_command(
     dataset_json_a: str | None,
     dataset_json_b: str | None,
     html: str | None,
+    plans_identifier: str,
     fmt: str,
 ) -> int:
-    """Compare two plans files, each difference in one category. Never imports torch.
+    """Compare two plans, each difference in one category. Never imports torch.
+
+    \b
+    PLANS_A, PLANS_B: what check takes as TARGET: a plans.json, a preprocessed dataset
+                      folder, or a dataset ID under $nnUNet_preprocessed (with -p).
 
     Configurations are compared resolved (inherits_from applied, the old plans format
     converted); paths are printed as they stand in each file.
@@ -331,19 +357,23 @@ def diff_command(
     \b
     Categories: architecture (weight shapes or keys), io (channels, labels, regions),
                 preprocessing, training, identity.
-    Exit codes: 0 no architecture or io difference, 1 otherwise, 2 usage error,
-                3 input that cannot be read.
+    Exit codes: 0 no architecture difference and the same number of input channels
+                (labels may differ: nnU-Net never loads the head), 1 otherwise,
+                2 usage error, 3 input that cannot be read.
     """
     from plancheck.plansdiff import diff
     from plancheck.render import render
+    from plancheck.sources import resolve_target
 
+    a = resolve_target(plans_a, plans_identifier=plans_identifier, target_dataset_json=dataset_json_a)
+    b = resolve_target(plans_b, plans_identifier=plans_identifier, target_dataset_json=dataset_json_b)
     result = diff(
-        plans_a,
-        plans_b,
+        a.plans,
+        b.plans,
         configurations or None,
         target_configuration=target_configuration,
-        dataset_json_a=dataset_json_a,
-        dataset_json_b=dataset_json_b,
+        dataset_json_a=a.dataset_json,
+        dataset_json_b=b.dataset_json,
     )
     _write_html(html, result)
     click.echo(render(result, fmt), nl=False)

@@ -12,7 +12,7 @@ import typing as t
 from dataclasses import dataclass, field
 
 from plancheck.errors import ExitCode, FixError, PlancheckError
-from plancheck.render import OutputFormat, register
+from plancheck.render import OutputFormat, percent, register
 
 __all__ = ["Matrix", "MatrixRow", "matrix"]
 
@@ -173,10 +173,8 @@ def _with_fix(row: MatrixRow, prep: t.Any, result: t.Any, *, fix: bool, force: b
 
 
 def _pct(share: float | None) -> str:
-    """Rounded down, so that a pair missing a few parameters never shows 100.0%."""
-    import math
-
-    return "—" if share is None else f"{math.floor(1000 * share) / 10:.1f}%"
+    """Rounded down as everywhere (:func:`plancheck.render.percent`): never 100.0% for less than all."""
+    return "—" if share is None else percent(share)
 
 
 def _table_rows(m: Matrix) -> list[list[str]]:

@@ -60,7 +60,7 @@ def _read_json(path: PathLike, what: str) -> Json:
     except FileNotFoundError as e:
         raise PlansError(f"{what} not found", path=path) from e
     except IsADirectoryError as e:
-        raise PlansError(f"is a directory, expected a {what} file", path=path) from e
+        raise PlansError(f"is a directory, expected a {what}", path=path) from e
     except UnicodeDecodeError as e:
         raise PlansError(f"is not a text file ({what} expected)", path=path) from e
     except json.JSONDecodeError as e:

@@ -12,6 +12,8 @@ Every difference gets exactly one :class:`Category` from a closed table (:func:`
 * ``architecture``: changes weight shapes or the set of state_dict keys;
 * ``io``: input channels, labels or regions (dataset.json; ``label_manager``; the number of
   entries of ``normalization_schemes``, which is the channel count when there is no dataset.json);
+  blocking (``diff`` exits 1) only when the number of input channels changes: labels and
+  regions change only the segmentation head, which nnU-Net never loads;
 * ``preprocessing``: the weights load, but the network sees other data;
 * ``training``: patch size, batch size, batch_dice, shape-neutral layer settings;
 * ``identity``: names, ``data_identifier``, planner, statistics nothing reads.
@@ -74,8 +76,9 @@ class Category(str, enum.Enum):
         return self.value
 
 
-#: Categories whose differences make ``plancheck diff`` exit 1.
-BLOCKING = frozenset({Category.ARCHITECTURE, Category.IO})
+#: Categories whose differences make ``plancheck diff`` exit 1 (an ``io`` difference only when
+#: it changes the number of input channels: see :attr:`PlanChange.blocking`).
+BLOCKING = frozenset({Category.ARCHITECTURE})
 
 
 class ChangeKind(str, enum.Enum):
@@ -122,10 +125,17 @@ class PlanChange:
     source_path: FieldPath | None
     target_path: FieldPath | None
     note: str = ""
+    #: An ``io`` difference that changes the number of input channels (the first conv's shape).
+    input_channels: bool = False
 
     @property
     def blocking(self) -> bool:
-        return self.category in BLOCKING
+        """The weights would not load: an architecture difference, or one that changes the input channels.
+
+        Labels and regions change only the segmentation head, which nnU-Net never loads;
+        another channel at the same position loads too (``check`` warns about it).
+        """
+        return self.category in BLOCKING or (self.category is Category.IO and self.input_channels)
 
     def to_dict(self) -> dict[str, Json]:
         return {
@@ -137,6 +147,7 @@ class PlanChange:
             "source": self.source,
             "target": self.target,
             "note": self.note,
+            "blocking": self.blocking,
         }
 
 
@@ -159,7 +170,7 @@ class PlansDiff:
 
     @property
     def has_blocking(self) -> bool:
-        """True when an ``architecture`` or ``io`` difference exists (``plancheck diff`` exits 1)."""
+        """True when an ``architecture`` difference, or one of the input channels, exists (``plancheck diff`` exits 1)."""
         return any(c.blocking for c in self.changes)
 
     @property
@@ -284,7 +295,7 @@ def classify(
         category, note = DATASET_FIELDS.get(str(top), (Category.IO, ""))
         if top == "channel_names":
             if kind in (ChangeKind.ADDED, ChangeKind.REMOVED) or _lengths_differ(source, target):
-                note = "the number of input channels differs"
+                note = _CHANNEL_COUNT
             else:
                 note = "another channel here: the pretrained first layer expects A's channels in A's order"
         return category, note
@@ -293,7 +304,7 @@ def classify(
     if top == "architecture":
         return _classify_architecture(path, source, target)
     if top in ("normalization_schemes", "use_mask_for_norm") and len(path) == 1 and _lengths_differ(source, target):
-        return Category.IO, "one entry per input channel: the number of input channels differs"
+        return Category.IO, f"one entry per input channel: {_CHANNEL_COUNT}"
     if top == "previous_stage" and (source is None) != (target is None):
         return Category.ARCHITECTURE, "a cascade stage takes the previous stage's segmentation as extra input channels"
     return CONFIGURATION_FIELDS.get(str(top), (Category.PREPROCESSING, _UNKNOWN_NOTE))
@@ -309,6 +320,33 @@ def _classify_architecture(path: FieldPath, source: Json, target: Json) -> tuple
     if len(path) == 4 and path[:2] == _ARCH_KWARGS and path[2] in _PERMUTED and _is_permutation(source, target):
         return Category.ARCHITECTURE, PERMUTATION_NOTE
     return Category.ARCHITECTURE, ""
+
+
+_CHANNEL_COUNT = "the number of input channels differs"
+_CASCADE_NOTE = "a compared cascade stage takes the foreground labels as input channels, and their number differs"
+_CHANNEL_COUNT_NOTES = frozenset({_CHANNEL_COUNT, f"one entry per input channel: {_CHANNEL_COUNT}"})
+
+
+def _foreground_count(dataset: DatasetJson) -> int:
+    """How many foreground labels a cascade stage receives as extra input channels.
+
+    nnU-Net's ``determine_num_input_channels`` adds ``len(label_manager.foreground_labels)``;
+    the label manager imports torch, so the count is read here from dataset.json as it
+    does: every label value but background (0) and the ignore label, regions flattened.
+    """
+    labels = dataset.data.get("labels")
+    if not isinstance(labels, dict):
+        return 0
+    values: set[int] = set()
+    for name, value in labels.items():
+        if name == "ignore":
+            continue
+        for v in value if isinstance(value, (list, tuple)) else (value,):
+            try:
+                values.add(int(v))
+            except (TypeError, ValueError):
+                continue
+    return len(values - {0})
 
 
 def _lengths_differ(a: Json, b: Json) -> bool:
@@ -440,6 +478,7 @@ def _changes(
                 source_path=None if va is _MISSING else where_a(path),
                 target_path=None if vb is _MISSING else where_b(path),
                 note=note,
+                input_channels=category is Category.IO and note in _CHANNEL_COUNT_NOTES,
             )
         )
     return out
@@ -566,9 +605,11 @@ def diff(
     top_b = {k: v for k, v in pb.data.items() if k != "configurations"}
     changes += _changes("plans", top_a, top_b, (), lambda p: p, lambda p: p)
 
+    cascade = False  # a compared configuration takes the previous stage's foreground labels as inputs
     for name_a, name_b in pairs:
         ra, rb = _resolve(pa, name_a, notes), _resolve(pb, name_b, notes)
         architectures.append((ra.data.get("architecture"), rb.data.get("architecture")))
+        cascade = cascade or ra.data.get("previous_stage") is not None or rb.data.get("previous_stage") is not None
         changes += _changes(
             "configuration",
             ra.data,
@@ -580,8 +621,13 @@ def diff(
 
     da, db = _dataset_json(dataset_json_a, pa), _dataset_json(dataset_json_b, pb)
     if da is not None and db is not None:
-        changes += _changes("dataset.json", _io_view(da), _io_view(db), (DATASET_JSON,), _dataset_where(da),
-                            _dataset_where(db))
+        labels_feed_inputs = cascade and _foreground_count(da) != _foreground_count(db)
+        changes += [
+            replace(c, input_channels=True, note=f"{c.note}; {_CASCADE_NOTE}" if c.note else _CASCADE_NOTE)
+            if c.path[1:2] != ("channel_names",) and labels_feed_inputs else c
+            for c in _changes("dataset.json", _io_view(da), _io_view(db), (DATASET_JSON,), _dataset_where(da),
+                              _dataset_where(db))
+        ]
     elif da is None and db is None:
         notes.append("no dataset.json for A or B: channels and labels not compared")
     else:
@@ -654,20 +700,27 @@ def display_path(change: PlanChange, *, sep: str = " ") -> str:
     return text
 
 
-def preprocessing_warnings(result: PlansDiff, *, names: tuple[str, str] = ("A", "B")) -> list[str]:
+def preprocessing_warnings(
+    result: PlansDiff,
+    *,
+    names: tuple[str, str] = ("A", "B"),
+    schemes: tuple[t.Sequence[str] | None, t.Sequence[str] | None] | None = None,
+) -> list[str]:
     """One short sentence per ``preprocessing`` difference (``plancheck check`` lists them as warnings).
 
     Per-channel intensity statistics are summarised in one sentence per channel: they
     matter together (CT clipping and scaling), and seven lines for one channel hide the rest.
+    ``schemes`` (each side's ``normalization_schemes``) words that sentence from the scheme
+    each side really uses, and drops it when neither reads the statistics (ZScoreNormalization).
     """
-    out = []
+    out: list[t.Any] = []
     statistics: dict[tuple, list[PlanChange]] = {}
     for change in result.changes:
         if change.category is not Category.PREPROCESSING:
             continue
         inner = change.path[2:] if change.path[:1] == ("configurations",) else change.path
         field = next((str(p) for p in inner if isinstance(p, str)), "")
-        if field == "foreground_intensity_properties_per_channel" and len(change.path) >= 3:
+        if field == "foreground_intensity_properties_per_channel" and len(change.path) >= 2:
             group = change.path[:2]
             if group not in statistics:
                 statistics[group] = []
@@ -682,15 +735,63 @@ def preprocessing_warnings(result: PlansDiff, *, names: tuple[str, str] = ("A", 
         out.append(sentence)
     for index, item in enumerate(out):
         if isinstance(item, tuple):
-            changes = statistics[item]
-            shown = ", ".join(
-                f"{c.path[-1]} {_shown(c, 'A')} vs {_shown(c, 'B')}" for c in changes
-            )
-            out[index] = (
-                f"foreground intensity statistics of channel {item[1]} differ ({format_path(item)}; "
-                f"{names[0]} vs {names[1]}: {shown}): CTNormalization clips and scales with these"
-            )
-    return out
+            out[index] = _statistics_sentence(item, statistics[item], names, schemes)
+    return [w for w in out if w]
+
+
+def _scheme_of(schemes: t.Sequence[str] | None, channel: Json) -> tuple[str | None, frozenset[str] | None]:
+    """(scheme name, the statistics it reads) of one channel; (None, frozenset()) where there is no such channel."""
+    from plancheck.normalization import statistics_read
+
+    try:
+        index = int(channel)
+    except (TypeError, ValueError):
+        return None, None
+    if schemes is None or not 0 <= index < len(schemes):
+        return None, frozenset()
+    return str(schemes[index]), statistics_read(str(schemes[index]))
+
+
+def _reads(name: str | None, read: frozenset[str] | None) -> str:
+    if read is None:
+        return f"{name}, which is not one of nnU-Net's schemes (plancheck cannot tell whether it reads them)"
+    if not read:
+        return f"{name}, which reads none of them"
+    return f"{name}, which reads {', '.join(sorted(read))}"
+
+
+def _statistics_sentence(
+    group: tuple, changes: list[PlanChange], names: tuple[str, str],
+    schemes: tuple[t.Sequence[str] | None, t.Sequence[str] | None] | None,
+) -> str | None:
+    """The sentence for one channel's statistics, worded from each side's scheme (None: nothing to say)."""
+    channel = group[1]
+    head = f"foreground intensity statistics of channel {channel}"
+    if schemes is None:
+        shown = ", ".join(f"{c.path[-1]} {_shown(c, 'A')} vs {_shown(c, 'B')}" for c in changes)
+        return (f"{head} differ ({format_path(group)}; {names[0]} vs {names[1]}: {shown}): "
+                "a normalisation scheme that reads them (CTNormalization) clips and scales with these")
+    (name_a, read_a), (name_b, read_b) = _scheme_of(schemes[0], channel), _scheme_of(schemes[1], channel)
+    if read_a is not None and read_b is not None and not read_a and not read_b:
+        return None  # ZScoreNormalization and the like: the statistics are never read
+    relevant = None if read_a is None or read_b is None else read_a | read_b
+    changes = [c for c in changes if len(c.path) == 2 or relevant is None or c.path[-1] in relevant]
+    if not changes:
+        return None
+    if any(len(c.path) == 2 for c in changes):  # the whole channel's statistics on one side only
+        shown = f"{_shown(changes[0], 'A')} in {names[0]}, {_shown(changes[0], 'B')} in {names[1]}"
+    else:
+        shown = f"{names[0]} vs {names[1]}: " + ", ".join(
+            f"{c.path[-1]} {_shown(c, 'A')} vs {_shown(c, 'B')}" for c in changes)
+    if name_a is not None and name_a == name_b:
+        how = f"{names[0]} and {names[1]} normalise it with {_reads(name_a, read_a)}"
+    else:
+        sides = [f"{names[0]} has no channel {channel}" if name_a is None else
+                 f"{names[0]} normalises it with {_reads(name_a, read_a)}",
+                 f"{names[1]} has no channel {channel}" if name_b is None else
+                 f"{names[1]} with {_reads(name_b, read_b)}"]
+        how = "; ".join(sides)
+    return f"{head} differ ({format_path(group)}; {shown}): {how}"
 
 
 # --- renderers ------------------------------------------------------------------------------------------------------
@@ -704,10 +805,16 @@ def _cell(change: PlanChange, side: str, width: int) -> str:
 
 def _verdict(result: PlansDiff) -> str:
     s = result.summary
+    channels = sum(1 for c in result.changes if c.category is Category.IO and c.input_channels)
     if result.has_blocking:
         return (
-            f"BLOCKING: {s['architecture']} architecture and {s['io']} io difference(s); "
+            f"BLOCKING: {s['architecture']} architecture and {channels} input-channel difference(s); "
             "pretrained weights may not load as they are"
+        )
+    if s["io"]:
+        return (
+            f"NOT BLOCKING: no architecture or input-channel difference; {s['io']} io difference(s) in labels, "
+            "regions or channel names change only the segmentation head (never loaded) or what a channel holds"
         )
     if result.changes:
         return "NOT BLOCKING: no architecture or io difference"

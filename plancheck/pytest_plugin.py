@@ -318,7 +318,12 @@ class PlancheckFixture:
 
     def check(self, source: t.Any, target: t.Any, configuration: str = DEFAULT_CONFIGURATION,
               **options: t.Any) -> Report:
-        """Run the check and return its report; a :class:`PlancheckError` propagates."""
+        """Run the check and return its report; a :class:`PlancheckError` propagates.
+
+        An option that :func:`plancheck.check` does not take (nor ``format``/``problems_only``)
+        is a :class:`~plancheck.errors.UsageError` naming it and the valid ones.
+        """
+        _validate_fixture_options(options)
         case_id = _case_name(source, target, configuration, options.get("target_configuration"))
         return _run_check(self._node, source, target, configuration, options, case_id)
 
@@ -352,6 +357,18 @@ class PlancheckFixture:
         raise AssertionError("unreachable")
 
 
+def _validate_fixture_options(options: t.Mapping[str, t.Any]) -> None:
+    from plancheck.check import check_options
+    from plancheck.errors import UsageError
+
+    valid = (check_options() - {"configuration"}) | checks_config.RENDER_OPTIONS
+    unknown = sorted(set(options) - valid)
+    if unknown:
+        names = ", ".join(sorted(valid))
+        raise UsageError(f"unknown option {', '.join(repr(u) for u in unknown)} for the plancheck fixture; "
+                         f"valid options: {names}")
+
+
 @pytest.fixture
 def plancheck(request: pytest.FixtureRequest) -> PlancheckFixture:
     """Check nnU-Net pretrained-weight compatibility: ``plancheck.assert_compatible(source, target)``."""
@@ -383,7 +400,9 @@ class PlancheckFile(pytest.File):
 
                 from plancheck.check import check
 
-                checks_config.validate_options(specs, inspect.signature(check).parameters)
+                parameters = {name: p for name, p in inspect.signature(check).parameters.items()
+                              if p.kind is not inspect.Parameter.VAR_KEYWORD}
+                checks_config.validate_options(specs, parameters)
         except checks_config.ConfigError as e:
             raise self.CollectError(f"plancheck: {e}") from e
         cases, skipped = checks_config.plan_cases(specs)

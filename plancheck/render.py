@@ -14,7 +14,7 @@ import typing as t
 from plancheck.report import Report, Status, TensorRow
 from plancheck.shapes import Shape
 
-__all__ = ["OutputFormat", "RENDERERS", "format_shape", "register", "render"]
+__all__ = ["OutputFormat", "RENDERERS", "format_shape", "percent", "register", "render"]
 
 
 class OutputFormat(str, enum.Enum):
@@ -58,8 +58,51 @@ def format_value(value: t.Any) -> str:
     return json.dumps(value, separators=(", ", ": ")) if not isinstance(value, str) else value
 
 
+#: Widest value shown whole in a root-cause cell; wider ones are summarised (the JSON keeps them whole).
+CELL_WIDTH = 40
+
+
+def summarise_value(value: t.Any, other: t.Any = None, *, noun: str = "entries", width: int = CELL_WIDTH) -> str:
+    """A value for a table cell: whole when it fits ``width``, else a summary ("13 labels, same").
+
+    ``other`` is the value on the other side: equal values say so, since a summary alone
+    would hide it.
+    """
+    text = format_value(value)
+    if len(text) <= width:
+        return text
+    same = ", same" if value == other else ""
+    if isinstance(value, dict):
+        return f"{len(value)} {noun}{same}"
+    if isinstance(value, (list, tuple)):
+        return f"{len(value)} values{same}"
+    if isinstance(value, str):  # a class path: as many of its last components as fit
+        parts = text.split(".")
+        shown = parts[-1]
+        for part in reversed(parts[:-1]):
+            if len(part) + 1 + len(shown) + 1 > width:
+                break
+            shown = f"{part}.{shown}"
+        return "…" + shown[-(width - 1):]
+    return text[: width - 1] + "…"
+
+
+def percent(share: float) -> str:
+    """A share as a percentage to 0.1, rounded down: never 100.0% for less than all.
+
+    The one rounding of plancheck (check's text and Markdown, matrix). A tiny tolerance
+    keeps exact tenths that floating point lands just below (29 / 100) at their value.
+    """
+    import math
+
+    if share >= 1:
+        return "100.0%"
+    tenths = min(math.floor(share * 1000 + 1e-9), 999)
+    return f"{tenths / 10:.1f}%"
+
+
 def _pct(part: int, whole: int) -> str:
-    return f"{100.0 * part / whole:.1f}%" if whole else "100.0%"
+    return percent(part / whole) if whole else "100.0%"
 
 
 @register(Report, OutputFormat.JSON)
@@ -173,16 +216,19 @@ def _report_sections(report: Report, verbose: bool, fmt: str) -> list[tuple[str,
     sections.append(("", _verdict_line(report)))
     sections.append(("", _sides_block(report)))
     if report.root_causes:
+        nouns = ["labels" if "labels" in rc.cause.parameter else
+                 "channels" if rc.cause.parameter.startswith(("dataset.json:channel_names", "dataset.json:modality"))
+                 else "entries" for rc in report.root_causes]
         table = [
             (
                 rc.cause.parameter,
-                format_value(rc.cause.source),
-                format_value(rc.cause.target),
+                summarise_value(rc.cause.source, rc.cause.target, noun=noun),
+                summarise_value(rc.cause.target, rc.cause.source, noun=noun),
                 rc.tensors,
                 f"{rc.parameters:,}",
                 rc.note,
             )
-            for rc in report.root_causes
+            for rc, noun in zip(report.root_causes, nouns)
         ]
         sections.append(
             (

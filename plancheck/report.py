@@ -17,6 +17,7 @@ if t.TYPE_CHECKING:
 
 __all__ = [
     "Cause",
+    "ChannelPair",
     "FirstFailure",
     "PartSummary",
     "Report",
@@ -63,15 +64,26 @@ class Cause:
 
 @dataclass(frozen=True, slots=True)
 class RootCause:
-    """A cause and how much of the network it explains."""
+    """A cause and how much of the network it explains.
+
+    ``tensors`` and ``parameters`` count the target's tensors that fail (mismatch,
+    missing) and that this cause explains, each tensor once however many alias keys it
+    has: the same counting as the summary's totals, so a cause never counts more than
+    exists. Tensors only the source has (unused) carry the cause but are not counted.
+    ``group`` holds every field of a group of fields that change together (depth, the
+    network class with its own keyword arguments, a combination), with both values;
+    ``cause`` then names the group.
+    """
 
     cause: Cause
     tensors: int
     parameters: int
     note: str = ""
+    group: tuple[Cause, ...] = ()
 
     def to_dict(self) -> dict[str, Json]:
-        return {**self.cause.to_dict(), "tensors": self.tensors, "parameters": self.parameters, "note": self.note}
+        return {**self.cause.to_dict(), "tensors": self.tensors, "parameters": self.parameters, "note": self.note,
+                "group": [c.to_dict() for c in self.group]}
 
 
 @dataclass(frozen=True, slots=True)
@@ -204,6 +216,38 @@ def summarise(rows: t.Sequence[TensorRow]) -> Summary:
 
 
 @dataclass(frozen=True, slots=True)
+class ChannelPair:
+    """One input channel position: its name (dataset.json) and normalisation scheme (plans) on each side.
+
+    ``None`` where a side does not say (no dataset.json, or no such position).
+    """
+
+    position: int
+    source_name: str | None
+    target_name: str | None
+    source_scheme: str | None
+    target_scheme: str | None
+
+    @property
+    def differs(self) -> bool:
+        """Both sides name this position and the names (case-insensitive) or the schemes differ."""
+        if None in (self.source_name, self.target_name):
+            return False
+        assert self.source_name is not None and self.target_name is not None
+        if self.source_name.casefold() != self.target_name.casefold():
+            return True
+        return None not in (self.source_scheme, self.target_scheme) and self.source_scheme != self.target_scheme
+
+    def to_dict(self) -> dict[str, Json]:
+        return {
+            "position": self.position,
+            "source": {"name": self.source_name, "scheme": self.source_scheme},
+            "target": {"name": self.target_name, "scheme": self.target_scheme},
+            "differs": self.differs,
+        }
+
+
+@dataclass(frozen=True, slots=True)
 class SideSummary:
     """What was checked on one side, for the report's header."""
 
@@ -251,6 +295,8 @@ class Report:
     notes: tuple[str, ...] = field(default=())
     #: Both networks' stages by level, for pictures (plancheck.layout); not part of to_dict().
     layout: CheckLayout | None = field(default=None, compare=False, repr=False)
+    #: Input channels by position, both sides (names from dataset.json, schemes from the plans).
+    channels: tuple[ChannelPair, ...] = ()
 
     def to_dict(self) -> dict[str, Json]:
         from plancheck import __version__
@@ -267,6 +313,7 @@ class Report:
             "summary": self.summary.to_dict(),
             "warnings": list(self.warnings),
             "notes": [*self.source.notes, *self.target.notes, *self.notes],
+            "channels": [c.to_dict() for c in self.channels],
             "tensors": [row.to_dict() for row in self.tensors],
         }
 

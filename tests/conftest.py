@@ -10,6 +10,20 @@ import pytest
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 FIXTURES = ROOT / "fixtures" / "plans"
 NON_PLANS = {"dataset.json", "dataset_fingerprint.json"}
+#: ``make test-real``'s default: the 44 published plans files next to the repository.
+DEFAULT_REAL_PLANS = ROOT.parent / "shared" / "real-plans"
+
+
+def real_plans_folder() -> pathlib.Path:
+    """``$PLANCHECK_REAL_PLANS`` (relative: to the repository root, as the Makefile gives it), else the default.
+
+    Never relative to the current folder, so ``cd tests && pytest`` finds the same files.
+    """
+    value = os.environ.get("PLANCHECK_REAL_PLANS")
+    if not value:
+        return DEFAULT_REAL_PLANS.resolve()
+    path = pathlib.Path(value)
+    return path if path.is_absolute() else (ROOT / path).resolve()
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 

@@ -115,3 +115,41 @@ def test_cascade_uses_foreground_labels():
 
     with pytest.raises(InputError, match="cascade"):
         check(plans, plans, "3d_cascade_fullres")
+
+
+def test_percentages_never_round_up_to_100_and_agree_everywhere():
+    """A pair that loads all but a few parameters never shows 100.0%; check (text, markdown) and matrix agree."""
+    import dataclasses
+
+    from plancheck.matrix import Matrix, MatrixRow
+
+    report = check(fixture("Dataset901_CTIsotropic"), fixture("Dataset902_CTAnisotropic"))
+    s = report.summary
+    almost = dataclasses.replace(s, parameters_loadable=s.parameters_total - 1, tensors_loadable=s.tensors_total - 1)
+    report = dataclasses.replace(report, summary=almost)
+    for fmt in ("text", "markdown"):
+        out = render(report, fmt)
+        assert "100.0%" not in out.split("Segmentation head")[0].split("encoder")[0], out
+        assert f"{s.parameters_total - 1:,} of {s.parameters_total:,} parameters (99.9%)" in out
+    row = MatrixRow(target="t", configuration="3d_fullres", compatible=False, parameter_share=almost.parameter_share)
+    assert "99.9%" in render(Matrix(source="s", rows=(row,)), "text")
+    # exact tenths are not pushed down by floating point (29 of 100 is 29.0%, not 28.9%)
+    row = MatrixRow(target="t", configuration="3d_fullres", compatible=False, parameter_share=29 / 100)
+    assert "29.0%" in render(Matrix(source="s", rows=(row,)), "text")
+    everything = dataclasses.replace(s, parameters_loadable=s.parameters_total, tensors_loadable=s.tensors_total)
+    assert f"{s.parameters_total:,} of {s.parameters_total:,} parameters (100.0%)" in render(
+        dataclasses.replace(report, summary=everything), "text")
+
+
+def test_check_refuses_an_unknown_option_naming_the_valid_ones():
+    import pytest
+
+    from plancheck.errors import UsageError
+
+    a = fixture("Dataset901_CTIsotropic")
+    with pytest.raises(UsageError) as e:
+        check(a, a, allow_imports=["x"])
+    message = str(e.value)
+    assert "unknown option 'allow_imports'" in message
+    assert "allow_import" in message.split("valid options:")[1] and "target_trainer" in message
+    assert isinstance(e.value, TypeError)  # what Python raises for an unknown keyword: callers catching it still do

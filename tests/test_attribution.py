@@ -265,3 +265,98 @@ def test_custom_architecture_attribution(which):
     assert rows and all(r.key.startswith(("contracting.", "expanding.")) for r in rows)
     for causes in _causes_of_failures(report):
         assert causes == {_prefix("3d_fullres") + name}
+
+
+# --- readable root causes (issue 9) ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "target",
+    [
+        ("Dataset902_CTAnisotropic", "nnUNetResEncUNetLPlans"),  # class and depth: only together
+        ("Dataset904_BrainMRI", "nnUNetResEncUNetLPlans"),  # class at the same depth
+        ("Dataset906_SmallImages", "nnUNetPlans"),  # depth
+    ],
+)
+def test_root_causes_never_count_more_than_exists(target):
+    from plancheck.render import render
+
+    report = check(fixture("Dataset901_CTIsotropic"), fixture(*target), "3d_fullres")
+    s = report.summary
+    assert report.root_causes
+    for rc in report.root_causes:
+        assert rc.tensors <= s.tensors_total - s.tensors_loadable, rc
+        assert rc.parameters <= s.parameters_total - s.parameters_loadable, rc
+        assert rc.tensors > 0 or "unused" in rc.note, rc  # a cause of dropped source tensors only says so
+    # the counts are of distinct failing target tensors, alias keys once, as the totals
+    failing = [r for r in report.tensors if r.status in (Status.MISMATCH, Status.MISSING)]
+    for rc in report.root_causes:
+        explained = [r for r in failing if {c.parameter for c in r.causes} >= {c.parameter for c in rc.group or (rc.cause,)}]
+        assert rc.tensors == len(explained) and rc.parameters == sum(r.parameters for r in explained), rc
+    text = render(report, "text").split("\n\nWould load")[0]
+    assert max(len(line) for line in text.splitlines()) < 400, text
+
+
+def test_a_combination_is_one_short_line_with_its_values_in_json():
+    import json
+
+    from plancheck.render import render
+
+    report = check(fixture("Dataset901_CTIsotropic"), fixture("Dataset902_CTAnisotropic", "nnUNetResEncUNetLPlans"))
+    (rc,) = [rc for rc in report.root_causes if rc.group and rc.cause.parameter.endswith(" together")]
+    assert len(rc.cause.parameter) <= 120, rc.cause.parameter
+    assert rc.cause.parameter.startswith(("network_class_name, ", "n_stages, "))
+    assert "configurations." not in rc.cause.parameter
+    data = json.loads(render(report, "json"))
+    (entry,) = [e for e in data["root_causes"] if e["parameter"] == rc.cause.parameter]
+    group = {g["parameter"]: g for g in entry["group"]}
+    plans_a = load(fixture("Dataset901_CTIsotropic"))["configurations"]["3d_fullres"]["architecture"]
+    plans_b = load(fixture("Dataset902_CTAnisotropic", "nnUNetResEncUNetLPlans"))["configurations"]["3d_fullres"]
+    klass = group["configurations.3d_fullres.architecture.network_class_name"]
+    assert klass["source"] == plans_a["network_class_name"]
+    assert klass["target"] == plans_b["architecture"]["network_class_name"]
+    strides = group["configurations.3d_fullres.architecture.arch_kwargs.strides"]
+    assert strides["source"] == plans_a["arch_kwargs"]["strides"]
+    assert strides["target"] == plans_b["architecture"]["arch_kwargs"]["strides"]
+    table = render(report, "text").split("Root causes\n", 1)[1].split("\n\n")[0]
+    assert str(plans_a["arch_kwargs"]["strides"]) not in table
+
+
+def test_wide_values_are_summarised_in_the_table_and_whole_in_json():
+    """The cascade's labels, identical on both sides, are one short cell; the JSON keeps the dicts."""
+    import json
+
+    from plancheck.render import render
+
+    path = fixture("Dataset901_CTIsotropic")
+    dj = load(path.parent / "dataset.json")
+    dj["labels"] = {"background": 0, **{f"organ number {i}": i for i in range(1, 13)}}
+    report = check(path, path, "3d_cascade_fullres", target_configuration="3d_fullres",
+                   source_dataset_json=dj, target_dataset_json=dj)
+    assert not report.compatible
+    text = render(report, "text")
+    table = text.split("Root causes\n", 1)[1].split("\n\n")[0]
+    assert "organ number" not in table
+    assert "13 labels, same" in table
+    assert max(len(line) for line in table.splitlines()) < 300, table
+    entry = [e for e in json.loads(render(report, "json"))["root_causes"] if "labels" in e["parameter"]][0]
+    assert entry["source"] == entry["target"] == dj["labels"]
+    markdown = render(report, "markdown")
+    assert "13 labels, same" in markdown and "organ number" not in markdown.split("### Root causes")[1].split("###")[0]
+
+
+def test_a_trainer_difference_is_named_as_the_cause():
+    from plancheck.render import render
+
+    path = fixture("Dataset901_CTIsotropic")
+    report = check(path, path, target_trainer="nnUNetTrainerBN")
+    assert not report.compatible
+    assert report.root_causes
+    (rc,) = report.root_causes
+    assert rc.cause.parameter == "trainer (build_network_architecture)"
+    assert rc.cause.source == "get_network_from_plans" and rc.cause.target == "nnUNetTrainerBN"
+    failing = [r for r in report.tensors if r.status in (Status.MISMATCH, Status.MISSING)]
+    assert rc.tensors == len(failing)
+    text = render(report, "text")
+    assert "(unexplained)" not in text
+    assert all(r.causes[0].parameter == rc.cause.parameter for r in report.tensors if r.status in CAUSED)

@@ -201,3 +201,67 @@ def test_nothing_written_on_error(run_cli, good, tmp_path):
     before = sorted(tmp_path.iterdir())
     run_cli("check", tmp_path / "nope.json", good)
     assert sorted(tmp_path.iterdir()) == before
+
+
+def _copy_target(tmp_path: pathlib.Path) -> pathlib.Path:
+    import shutil
+
+    folder = pathlib.Path(shutil.copytree(fixture("Dataset902_CTAnisotropic").parent, tmp_path / "Dataset902"))
+    return folder / "nnUNetPlans.json"
+
+
+@pytest.mark.parametrize(
+    ("command", "code"),
+    [
+        ("check", 3),
+        ("diff", 3),
+        ("matrix", 3),
+        ("check --fix", 3),
+        ("check --fix exists", 2),
+        ("check bad-option", 2),
+    ],
+)
+def test_traceback_adds_the_traceback_and_keeps_the_exit_code(run_cli, good, tmp_path, command, code):
+    """--traceback prints the traceback to stderr, and changes nothing else: the same exit code, the same line."""
+    missing = tmp_path / "nope.json"
+    if command == "check":
+        args = ["check", missing, good]
+    elif command == "diff":
+        args = ["diff", good, missing]
+    elif command == "matrix":
+        args = ["matrix", missing, good]
+    elif command == "check --fix":
+        args = ["check", good, missing, "--fix"]
+    elif command == "check --fix exists":
+        target = _copy_target(tmp_path)
+        assert run_cli("check", good, target, "--fix")[0] == 0
+        args = ["check", good, target, "--fix"]
+    else:
+        args = ["check", good, good, "--force"]  # --force without --fix: a usage error of plancheck's own
+    plain_code, plain_out, plain_err = run_cli(*args)
+    assert plain_code == code, plain_err
+    line = _one_line(plain_err)
+    got, out, err = run_cli(*args, "--traceback")
+    assert got == code, err
+    assert "Traceback (most recent call last)" in err
+    assert err.rstrip().splitlines()[-1] == line
+    assert out == plain_out
+
+
+@pytest.mark.parametrize("command", ["check", "diff", "matrix"])
+def test_traceback_keeps_internal_error_exit_4(run_cli, good, monkeypatch, command):
+    import importlib
+
+    check_module = importlib.import_module("plancheck.check")
+    plansdiff = importlib.import_module("plancheck.plansdiff")
+
+    def boom(*args, **kwargs):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(check_module, "prepare_source", boom)
+    monkeypatch.setattr(plansdiff, "diff", boom)
+    code, _, err = run_cli(command, good, good)
+    assert code == 4 and "internal error: RuntimeError: boom" in _one_line(err)
+    code, _, err = run_cli(command, good, good, "--traceback")
+    assert code == 4, err
+    assert "Traceback (most recent call last)" in err and "RuntimeError: boom" in err

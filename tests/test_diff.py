@@ -93,7 +93,10 @@ def test_901_vs_907_only_labels_and_identity():
     assert io and all(p.startswith("dataset.json:labels.") for p in io)
     added = {c.path[-1] for c in result.changes if c.category is Category.IO and c.kind == "added"}
     assert {"left kidney", "right kidney", "gallbladder"} <= added
-    assert result.has_blocking  # labels are io: exit 1
+    # labels are io; they block only where they change the input channels: the cascade stage's
+    # extra inputs are the foreground labels (3 vs 5 here), compared among the configurations
+    assert result.has_blocking
+    assert not diff(fixture(D901), fixture(D907), "3d_fullres").has_blocking
 
 
 @pytest.mark.parametrize("plans", ["nnUNetPlans", "nnUNetResEncUNetLPlans"])
@@ -408,7 +411,7 @@ def test_json_output_shape(run_cli):
     assert data["blocking"] is True
     assert list(data["summary"]) == [c.value for c in Category]
     assert sum(data["summary"].values()) == len(data["changes"])
-    keys = {"category", "path", "source_path", "target_path", "kind", "source", "target", "note"}
+    keys = {"category", "path", "source_path", "target_path", "kind", "source", "target", "note", "blocking"}
     assert all(set(c) == keys for c in data["changes"])
     strides = [c for c in data["changes"] if c["path"].startswith(f"{ARCH}.strides[")]
     assert strides and all(c["category"] == "architecture" and c["kind"] == "changed" for c in strides)
@@ -426,7 +429,7 @@ def test_text_output_groups_by_category(run_cli):
 
 def test_markdown_output(run_cli):
     code, out, _ = run_cli("diff", fixture(D901), fixture(D907), "-c", "3d_fullres", "--format", "markdown")
-    assert code == 1
+    assert code == 0
     assert out.startswith("## plancheck diff") and "| io " in out
 
 
@@ -436,7 +439,8 @@ def test_markdown_output(run_cli):
         (("Legacy902/nnUNetPlans.json", f"{D902}/nnUNetPlans.json"), 0),
         ((f"{D901}/nnUNetPlans.json", f"{D908}/nnUNetPlans.json"), 0),
         ((f"{D901}/nnUNetPlans.json", f"{D902}/nnUNetPlans.json"), 1),
-        ((f"{D901}/nnUNetPlans.json", f"{D907}/nnUNetPlans.json", "-c", "3d_fullres"), 1),
+        ((f"{D901}/nnUNetPlans.json", f"{D907}/nnUNetPlans.json", "-c", "3d_fullres"), 0),
+        ((f"{D901}/nnUNetPlans.json", f"{D907}/nnUNetPlans.json", "-c", "3d_cascade_fullres"), 1),
         (("Inherits901/nnUNetPlans.json", f"{D901}/nnUNetPlans.json", "-c", "3d_fullres_bs4",
           "--target-configuration", "3d_fullres"), 0),
         ((f"{D901}/nnUNetPlans.json", f"{D902}/nnUNetPlans.json", "-c", "2d", "-c", "3d_fullres",
@@ -547,16 +551,15 @@ def test_locate_inherited_and_legacy():
 
 
 def _real_plans() -> list[pathlib.Path]:
-    folder = os.environ.get("PLANCHECK_REAL_PLANS")
-    if not folder:
-        return []
-    return sorted(p for p in pathlib.Path(folder).glob("[0-9][0-9][0-9].json"))
+    from conftest import real_plans_folder
+
+    return sorted(p for p in real_plans_folder().glob("[0-9][0-9][0-9].json"))
 
 
 @pytest.mark.real
 def test_every_real_plans_file_diffs_against_every_other():
     files = _real_plans()
-    assert len(files) == 44, "make test-real sets PLANCHECK_REAL_PLANS to the 44 real plans files"
+    assert len(files) == 44, "make test-real sets PLANCHECK_REAL_PLANS to the folder of the 44 real plans files"
 
     def dataset_json(path: pathlib.Path) -> pathlib.Path | None:
         companion = path.with_name(path.stem + ".dataset.json")
@@ -569,3 +572,124 @@ def test_every_real_plans_file_diffs_against_every_other():
                 render(result, fmt)
             if a == b:
                 assert not result.changes, a
+
+
+# --- the same target kinds as check (issue 9) -----------------------------------------------------------------------
+
+
+@pytest.fixture
+def preprocessed(tmp_path, monkeypatch) -> pathlib.Path:
+    import shutil
+
+    folder = tmp_path / "nnUNet_preprocessed"
+    for name in (D901, D902):
+        shutil.copytree(FIXTURES / name, folder / name)
+    monkeypatch.setenv("nnUNet_preprocessed", str(folder))
+    return folder
+
+
+def _changes_of(out: str) -> list[dict]:
+    return [{k: v for k, v in c.items() if not k.endswith("path")} for c in json.loads(out)["changes"]]
+
+
+@pytest.mark.parametrize("kind", ["folder", "dataset-id", "dataset-name"])
+def test_diff_accepts_preprocessed_folders_and_dataset_ids(run_cli, preprocessed, kind):
+    """What check accepts as a TARGET, diff accepts on both sides, with the dataset.json found the same way."""
+    code, expected, err = run_cli("diff", fixture(D901), fixture(D902), "--format", "json")
+    assert code == 1, err
+    a, b = {"folder": (preprocessed / D901, preprocessed / D902), "dataset-id": ("901", "902"),
+            "dataset-name": (D901, D902)}[kind]
+    code, out, err = run_cli("diff", a, b, "--format", "json")
+    assert code == 1, err
+    assert _changes_of(out) == _changes_of(expected)
+    assert any(c["path"].startswith("dataset.json:labels") for c in json.loads(out)["changes"])
+    # -p picks the plans of a folder or ID, as for check
+    code, out, err = run_cli("diff", a, b, "-p", "nnUNetResEncUNetMPlans", "--format", "json")
+    assert code == 1, err
+    plans = json.loads(out)
+    assert plans["a"].endswith("nnUNetResEncUNetMPlans.json") and plans["b"].endswith("nnUNetResEncUNetMPlans.json")
+
+
+def test_diff_folder_errors_are_one_line(run_cli, tmp_path):
+    code, out, err = run_cli("diff", FIXTURES / D901, tmp_path)
+    assert code == 3 and not out
+    assert len(err.strip().splitlines()) == 1 and "without nnUNetPlans.json" in err
+    from plancheck.plans import load_plans
+
+    with pytest.raises(PlansError) as e:
+        load_plans(FIXTURES / D901)
+    assert "file file" not in str(e.value) and "is a directory, expected a plans file" in str(e.value)
+
+
+def test_diff_of_dataset_ids_does_not_import_torch(preprocessed):
+    script = (
+        "import sys\n"
+        "from plancheck.cli import main\n"
+        "try:\n"
+        "    main(['diff', '901', '902', '--format', 'json'])\n"
+        "except SystemExit as e:\n"
+        "    assert e.code == 1, e.code\n"
+        "loaded = [m for m in ('torch', 'dynamic_network_architectures') if m in sys.modules]\n"
+        "assert not loaded, loaded\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, cwd=ROOT)
+    assert done.returncode == 0, done.stderr
+
+
+# --- diff's verdict agrees with check's (issue 9) -------------------------------------------------------------------
+
+
+def test_label_only_difference_is_not_blocking(run_cli):
+    code, out, err = run_cli("diff", fixture(D901), fixture(D907), "-c", "3d_fullres")
+    assert code == 0, err
+    verdict = out.splitlines()[0]
+    assert verdict.startswith("NOT BLOCKING") and "may not load" not in verdict
+    assert "labels" in verdict and "segmentation head" in verdict
+    code, out, err = run_cli("diff", fixture(D901), fixture(D907), "-c", "3d_fullres", "--format", "json")
+    data = json.loads(out)
+    assert data["blocking"] is False and data["summary"]["io"] > 0
+    assert all(c["blocking"] is False for c in data["changes"])
+
+
+@pytest.mark.parametrize(
+    ("a", "b", "configuration"),
+    [
+        (D901, D907, "3d_fullres"),  # labels only
+        (D901, D907, "3d_cascade_fullres"),  # labels feed the cascade's input channels
+        (D901, D902, "3d_fullres"),  # architecture
+        (D901, D908, "3d_fullres"),  # patch and batch size
+        ("Dataset903_ProstateMRI", "Dataset904_BrainMRI", "2d"),  # 2 vs 4 input channels
+        ("Dataset906_SmallImages", "Dataset905_CardiacCine", "2d"),
+    ],
+)
+def test_diff_exit_code_agrees_with_check(run_cli, a, b, configuration):
+    """diff decides from categories alone (no torch); its exit code must be what check says about loading."""
+    from plancheck import check
+
+    report = check(fixture(a), fixture(b), configuration)
+    code, out, err = run_cli("diff", fixture(a), fixture(b), "-c", configuration)
+    assert code == (0 if report.compatible else 1), out + err
+    assert out.startswith("NOT BLOCKING" if report.compatible else "BLOCKING"), out
+
+
+@pytest.mark.parametrize("labels", [
+    None,  # each fixture's own
+    {"background": 0, "whole tumor": [1, 2, 3], "tumor core": [2, 3], "enhancing": 3},  # regions
+    {"background": 0, "a": 1, "b": 2, "ignore": 3},
+])
+def test_cascade_label_count_is_nnunets(labels):
+    """diff counts the cascade's foreground-label inputs without torch; nnU-Net's label manager agrees."""
+    from nnunetv2.utilities.label_handling.label_handling import LabelManager
+
+    from plancheck.plans import load_dataset_json
+    from plancheck.plansdiff import _foreground_count
+
+    for path in sorted(FIXTURES.glob("*/dataset.json")):
+        data = load(path)
+        if labels is not None:
+            data["labels"] = labels
+            if any(isinstance(v, list) for v in labels.values()):
+                data["regions_class_order"] = [1, 2, 3]
+        manager = LabelManager(data["labels"], regions_class_order=data.get("regions_class_order"))
+        assert _foreground_count(load_dataset_json(data)) == len(manager.foreground_labels), (path, labels)

@@ -170,6 +170,64 @@ def test_fixture_input_error_is_one_line(project: pytest.Pytester) -> None:
     assert "direct cause" not in out and "During handling" not in out
 
 
+def test_fixture_unknown_option_is_one_line(project: pytest.Pytester) -> None:
+    project.makepyfile(
+        test_option=f"""
+        import pytest
+        from plancheck.errors import UsageError
+
+        def test_typo(plancheck):
+            plancheck.assert_compatible("{P901}", "{P907}", allow_imports=["x"])
+
+        def test_typo_incompatible(plancheck):
+            plancheck.assert_incompatible("{P901}", "{P902}", fromat="markdown")
+
+        def test_check_raises_usage_error(plancheck):
+            with pytest.raises(UsageError, match="unknown option 'fold_'"):
+                plancheck.check("{P901}", "{P907}", fold_=0)
+        """
+    )
+    result = project.runpytest("test_option.py")
+    result.assert_outcomes(passed=1, failed=2)
+    result.stdout.fnmatch_lines([
+        "plancheck: error: unknown option 'allow_imports' for the plancheck fixture; valid options: "
+        "allow_import, *, format, *problems_only*",
+        "plancheck: error: unknown option 'fromat' for the plancheck fixture; valid options: *",
+    ])
+    out = result.stdout.str()
+    _no_traceback(out)
+    assert "TypeError" not in out
+
+
+def test_failure_text_shows_swapped_channels_first(project: pytest.Pytester) -> None:
+    """A pair that fails for other reasons still says, first among the warnings, that channels are swapped."""
+    import json
+
+    for folder in ("source", "target"):
+        shutil.copytree(FIXTURES / "Dataset903_ProstateMRI", project.path / folder / "Dataset903_ProstateMRI")
+    dj_path = project.path / "target" / "Dataset903_ProstateMRI" / "dataset.json"
+    dj = json.loads(dj_path.read_text())
+    dj["channel_names"] = {"0": "ADC", "1": "T2"}
+    dj_path.write_text(json.dumps(dj))
+    project.makepyfile(
+        test_swap="""
+        import pytest
+
+        @pytest.mark.parametrize("fmt", ["text", "markdown", "json"])
+        def test_swap(plancheck, fmt):
+            plancheck.assert_compatible("source/Dataset903_ProstateMRI/nnUNetPlans.json",
+                                        "target/Dataset903_ProstateMRI/nnUNetResEncUNetMPlans.json", format=fmt)
+        """
+    )
+    result = project.runpytest("test_swap.py")
+    result.assert_outcomes(failed=3)
+    out = result.stdout.str()
+    assert out.count("input channels differ by position (channel 0: T2 (ZScoreNormalization) in source, ADC") == 3
+    result.stdout.fnmatch_lines(["Warnings", "- input channels differ by position*"])
+    result.stdout.fnmatch_lines(["### Warnings", "", "- input channels differ by position*"])
+    result.stdout.fnmatch_lines(['*"warnings": [*', '*"input channels differ by position*'])
+
+
 # --------------------------------------------------------------------------- declared checks
 
 

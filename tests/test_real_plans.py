@@ -13,17 +13,17 @@ import contextlib
 import functools
 import io
 import json
-import os
 import pathlib
 import warnings
 
 import pytest
 
 import nnunet_oracle as oracle
+from conftest import real_plans_folder
 
 pytestmark = pytest.mark.real
 
-REAL = pathlib.Path(os.environ.get("PLANCHECK_REAL_PLANS", pathlib.Path(__file__).parent.parent.parent / "shared" / "real-plans"))
+REAL = real_plans_folder()
 
 
 def _files() -> list[pathlib.Path]:

@@ -669,3 +669,18 @@ def test_directory_that_is_neither(tmp_path, run_cli):
     assert code == 3 and "neither a trained-model folder" in one_line(err)
     code, _, err = run_cli("check", fixture(D906), tmp_path)
     assert code == 3 and "is a directory without nnUNetPlans.json" in one_line(err)
+
+
+def test_2d_checkpoint_checked_as_3d_names_the_dimension(store):
+    """A 2D checkpoint checked with -c 3d_fullres: the cause is the weights' dimension, not "(unexplained)"."""
+    from plancheck.render import render
+
+    report = check(store.paths["2d.pth"], fixture(D906), configuration="3d_fullres")
+    assert not report.compatible
+    assert any("differs from the checkpoint's own configuration 2d" in w for w in report.warnings)
+    assert "(unexplained)" not in render(report, "text")
+    (rc,) = report.root_causes
+    assert (rc.cause.source, rc.cause.target) == ("2D", "3D")
+    assert "2d" in rc.note and "3d_fullres" in rc.note
+    failing = [r for r in report.tensors if r.status.value in ("mismatch", "missing")]
+    assert rc.tensors == len(failing)
