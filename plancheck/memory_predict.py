@@ -23,6 +23,7 @@ peak of their running sum is the allocation delta, not the process's RSS.
 
 from __future__ import annotations
 
+import contextlib
 import typing as t
 from dataclasses import dataclass, field
 
@@ -142,14 +143,39 @@ def _total(snapshot: dict[t.Any, dict[t.Any, int]], device: torch.device) -> int
     return int(values.get("Total", 0))
 
 
+@contextlib.contextmanager
+def _stderr_silenced() -> t.Iterator[None]:
+    """File descriptor 2 sent to /dev/null (C++ logging that Python's redirections do not reach)."""
+    import os
+    import sys
+
+    sys.stderr.flush()
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
 def cpu_profile_peak(fn: t.Callable[[], t.Any]) -> tuple[int, t.Any]:
     """(peak allocation delta in bytes, ``fn()``): PyTorch's CPU allocator events, recorded by torch.profiler."""
     from torch.profiler import ProfilerActivity, profile
 
     from plancheck._nnunet import quiet
 
-    with quiet(), profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
-        result = fn()
+    prof = profile(activities=[ProfilerActivity.CPU], profile_memory=True)
+    with _stderr_silenced():  # kineto logs its start and stop on file descriptor 2
+        prof.start()
+    try:
+        with quiet():
+            result = fn()
+    finally:
+        with _stderr_silenced():
+            prof.stop()
     events = sorted(
         (e for e in prof.profiler.kineto_results.events() if e.name() == "[memory]"),
         key=lambda e: e.start_ns(),
