@@ -83,7 +83,8 @@ def predict(setup: RunSetup, *, device: str, amp: bool, steps: int = 2) -> Predi
     from torch.utils.flop_counter import FlopCounterMode
 
     from plancheck._nnunet import captured_warnings, quiet
-    from plancheck.training import build_on_meta, fake_train_step, initialize, make_trainer, refake, synthetic_batch
+    from plancheck.training import (
+        build_on_meta, initialize, make_trainer, refake, scalerless_train_step, synthetic_batch)
 
     notes: list[str] = []
     simulate = device
@@ -110,10 +111,10 @@ def predict(setup: RunSetup, *, device: str, amp: bool, steps: int = 2) -> Predi
             for step in range(steps):
                 if step == 0:
                     with FlopCounterMode(display=False) as counter:
-                        fake_train_step(trainer, data, target, amp_device=amp_device, amp_dtype=amp_dtype)
+                        scalerless_train_step(trainer, data, target, amp_device=amp_device, amp_dtype=amp_dtype)
                     flops = int(counter.get_total_flops())
                 else:
-                    fake_train_step(trainer, data, target, amp_device=amp_device, amp_dtype=amp_dtype)
+                    scalerless_train_step(trainer, data, target, amp_device=amp_device, amp_dtype=amp_dtype)
                 tracker.reset_mod_stats()  # per-module statistics only; the peak is kept
         peak_snapshot = tracker.get_tracker_snapshot("peak")
     peak = _total(peak_snapshot, fake_device)

@@ -13,9 +13,10 @@
   of the plan's patch and batch size, int16 segmentations, converted to regions and
   downsampled for deep supervision by the same batchgeneratorsv2 transforms the trainer's
   ``get_training_transforms`` ends with;
-- the real run calls the trainer's own ``train_step``; the fake-tensor prediction calls
-  :func:`fake_train_step`, the same sequence without the GradScaler's host syncs (which fake
-  tensors cannot answer).
+- the real run calls the trainer's own ``train_step``; the fake-tensor prediction (and a CUDA
+  run with ``--no-amp``, where ``train_step`` would autocast regardless) calls
+  :func:`scalerless_train_step`, the same sequence without the GradScaler, whose host syncs fake
+  tensors cannot answer (a test holds it to ``train_step`` on the CPU).
 
 ``torch.compile`` stays off (``nnUNet_compile=f``): nnU-Net compiles by default on CUDA, and a
 compiled network usually needs less memory than the eager one measured here. torch and
@@ -38,7 +39,10 @@ from plancheck.errors import BuildError
 if t.TYPE_CHECKING:
     import torch
 
-__all__ = ["RunSetup", "fake_train_step", "initialize", "make_trainer", "synthetic_batch", "with_overrides"]
+__all__ = [
+    "RunSetup", "build_on_meta", "initialize", "make_trainer", "refake", "scalerless_train_step", "synthetic_batch",
+    "with_overrides",
+]
 
 Json = t.Any
 
@@ -241,9 +245,9 @@ def _in_fake_mode() -> bool:
     return active_fake_mode() is not None
 
 
-def fake_train_step(trainer: t.Any, data: torch.Tensor, target: list[torch.Tensor] | torch.Tensor,
+def scalerless_train_step(trainer: t.Any, data: torch.Tensor, target: list[torch.Tensor] | torch.Tensor,
                     *, amp_device: str | None, amp_dtype: torch.dtype | None = None) -> torch.Tensor:
-    """``nnUNetTrainer.train_step``, step for step, returning the loss tensor; no GradScaler.
+    """``nnUNetTrainer.train_step``, step for step, returning the loss tensor; no GradScaler (real or fake tensors).
 
     The GradScaler's ``scale`` multiplies the loss, ``unscale_`` works in place and ``step``
     asks the host whether gradients are finite (``.item()``), which fake tensors cannot

@@ -446,7 +446,7 @@ def _run(setup: RunSetup, prepared: PreparedSource, device: str, iterations: int
     import torch
 
     from plancheck.memory_predict import cpu_profile_peak
-    from plancheck.training import initialize, make_trainer, synthetic_batch
+    from plancheck.training import initialize, make_trainer, scalerless_train_step, synthetic_batch
 
     dev = torch.device(device)
     if dev.type == "cuda":
@@ -474,20 +474,31 @@ def _run(setup: RunSetup, prepared: PreparedSource, device: str, iterations: int
             start = time.perf_counter()
             try:
                 with quiet():
-                    out = trainer.train_step({"data": data, "target": target})
+                    if amp or dev.type != "cuda":
+                        loss = float(trainer.train_step({"data": data, "target": target})["loss"])
+                    else:  # --no-amp on CUDA: nnU-Net's train_step always autocasts there
+                        on_device = [x.to(dev) for x in target] if isinstance(target, list) else target.to(dev)
+                        loss = float(scalerless_train_step(trainer, data.to(dev), on_device, amp_device=None))
             except torch.OutOfMemoryError as e:
                 oom = str(e).splitlines()[0]
                 return
             if dev.type == "cuda":
                 torch.cuda.synchronize(dev)
             times.append(time.perf_counter() - start)
-            losses.append(float(out["loss"]))
+            losses.append(loss)
 
     if dev.type == "cuda":
-        torch.cuda.synchronize(dev)
-        torch.cuda.reset_peak_memory_stats(dev)
-        steps()
-        allocated, reserved = torch.cuda.max_memory_allocated(dev), torch.cuda.max_memory_reserved(dev)
+        from torch.backends import cudnn
+
+        saved = cudnn.deterministic, cudnn.benchmark
+        cudnn.deterministic, cudnn.benchmark = False, True  # as nnUNetv2_train sets them
+        try:
+            torch.cuda.synchronize(dev)
+            torch.cuda.reset_peak_memory_stats(dev)
+            steps()
+            allocated, reserved = torch.cuda.max_memory_allocated(dev), torch.cuda.max_memory_reserved(dev)
+        finally:
+            cudnn.deterministic, cudnn.benchmark = saved
         cpu_delta = None
     else:
         cpu_delta, _ = cpu_profile_peak(steps)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 from unittest import mock
 
 import pytest
@@ -16,6 +17,7 @@ import torch
 
 from conftest import fixture, load
 from plancheck.errors import CheckpointError
+import plancheck
 from plancheck.verify import RunRefused, VerifyResult, verify
 
 SMALL = fixture("Dataset906_SmallImages")
@@ -102,7 +104,7 @@ def test_json_output(runs):
 
 def test_fake_step_is_nnunets_train_step():
     """The prediction's step does what nnU-Net's train_step does: the same parameters after one step."""
-    from plancheck.training import RunSetup, fake_train_step, initialize, make_trainer, synthetic_batch, with_overrides
+    from plancheck.training import RunSetup, initialize, make_trainer, scalerless_train_step, synthetic_batch, with_overrides
 
     plans = with_overrides(load(SMALL), "2d", (32, 32), 2)
     setup = RunSetup("nnunetv2.training.nnUNetTrainer.nnUNetTrainer.nnUNetTrainer", json.dumps(plans), "2d",
@@ -114,7 +116,7 @@ def test_fake_step_is_nnunets_train_step():
         initialize(trainer)
         trainers.append(trainer)
     data, target = synthetic_batch(trainers[0])
-    ours = fake_train_step(trainers[0], data, target, amp_device=None)
+    ours = scalerless_train_step(trainers[0], data, target, amp_device=None)
     theirs = trainers[1].train_step({"data": data, "target": target})["loss"]
     assert float(ours) == pytest.approx(float(theirs), rel=1e-6)
     for (k, a), (_, b) in zip(trainers[0].network.state_dict().items(), trainers[1].network.state_dict().items()):
@@ -134,7 +136,7 @@ def test_incompatible_pair_reported_before_anything_runs(run_cli):
 
 
 def test_cpu_run_over_the_limits_is_refused_without_force(run_cli):
-    with mock.patch("plancheck.verify._run", side_effect=AssertionError("ran")):
+    with mock.patch.object(sys.modules["plancheck.verify"], "_run", side_effect=AssertionError("ran")):
         with pytest.raises(RunRefused, match=r"expected on the CPU: about .* pass --force"):
             verify(SMALL, SMALL, "2d", device="cpu", batch_size=2, patch_size=(32, 32), cpu_memory_limit=1024)
         # a full-size 3D configuration is over the default limits
@@ -167,8 +169,9 @@ def test_usage_errors(run_cli, args, message):
 
 def test_checkpoint_tensors_are_what_nnunet_loads(tmp_path):
     """A state_dict file: its own values (not a fresh initialisation) are in the network nnU-Net loaded."""
-    import plancheck.verify as module
     from nnunet_oracle import build_real
+
+    module = sys.modules["plancheck.verify"]
 
     network = build_real(load(SMALL), "2d", load(SMALL_DJ))
     with torch.no_grad():  # new values per tensor; keys that alias one tensor keep sharing it, as in a real file
