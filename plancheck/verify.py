@@ -555,10 +555,11 @@ def verify(
         raise UsageError("--amp: nnU-Net uses autocast on CUDA only (its train_step disables it on the CPU)")
     if gpu_memory is not None and device == "cpu":
         raise UsageError("--gpu-memory needs --device cuda, cuda:N or meta")
+    if options.get("trust_checkpoint"):
+        raise UsageError("verify never reads a checkpoint with torch.load(weights_only=False): no --trust-checkpoint")
     target_configuration = options.pop("target_configuration", None)
     target_dataset_json = options.pop("target_dataset_json", None)
     source_options, target_options = split_options(options)
-    target_options.pop("target_dataset_json", None)
 
     prepared = prepare_source(source, configuration=configuration, **source_options)
     checked = check_target(prepared, target, target_configuration=target_configuration,

@@ -18,7 +18,10 @@ import torch
 from conftest import fixture, load
 from plancheck.errors import CheckpointError
 import plancheck
+import plancheck.errors
 from plancheck.verify import RunRefused, VerifyResult, verify
+
+pytestmark = pytest.mark.slow
 
 SMALL = fixture("Dataset906_SmallImages")
 SMALL_DJ = SMALL.parent / "dataset.json"
@@ -210,3 +213,11 @@ def test_checkpoint_that_needs_the_safe_reader_is_refused(tmp_path, run_cli):
         verify(path, SMALL, device="cpu", batch_size=2, patch_size=(32, 32), iterations=1)
     code, out, err = run_cli("verify", path, SMALL, "--batch-size", "2", "--patch-size", "0", "32", "32")
     assert code == 3 and "weights_only=True" in err and out == ""
+
+
+def test_library_surface():
+    assert plancheck.verify is verify and "verify" in plancheck.__all__
+    with pytest.raises(plancheck.errors.UsageError, match="weights_only=False"):
+        verify(SMALL, SMALL, trust_checkpoint=True)
+    with pytest.raises(plancheck.errors.UsageError, match="unknown option"):
+        verify(SMALL, SMALL, device="meta", no_such_option=1)
