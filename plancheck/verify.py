@@ -450,8 +450,6 @@ def _run(setup: RunSetup, prepared: PreparedSource, device: str, iterations: int
 
     dev = torch.device(device)
     if dev.type == "cuda":
-        if not torch.cuda.is_available():
-            raise UsageError("--device cuda: this torch has no CUDA (use --device meta for a prediction)")
         torch.cuda.set_device(dev)
     name = torch.cuda.get_device_name(dev) if dev.type == "cuda" else "CPU"
     with tempfile.TemporaryDirectory(prefix="plancheck-weights-") as folder:
@@ -555,6 +553,11 @@ def verify(
         raise UsageError("--amp: nnU-Net uses autocast on CUDA only (its train_step disables it on the CPU)")
     if gpu_memory is not None and device == "cpu":
         raise UsageError("--gpu-memory needs --device cuda, cuda:N or meta")
+    if device.startswith("cuda"):
+        import torch
+
+        if not torch.cuda.is_available():
+            raise UsageError(f"--device {device}: this torch has no CUDA device (--device meta predicts without one)")
     if options.get("trust_checkpoint"):
         raise UsageError("verify never reads a checkpoint with torch.load(weights_only=False): no --trust-checkpoint")
     target_configuration = options.pop("target_configuration", None)

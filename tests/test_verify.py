@@ -163,6 +163,8 @@ def test_meta_device_predicts_and_compares_with_gpu_memory(run_cli):
     (("--amp",), "autocast on CUDA only"),
     (("--gpu-memory", "8"), "--gpu-memory needs --device"),
     (("--device", "tpu"), "expected cpu, cuda, cuda:N or meta"),
+    pytest.param(("--device", "cuda:0"), "this torch has no CUDA device",
+                 marks=pytest.mark.skipif(torch.cuda.is_available(), reason="a CUDA device is present")),
     (("-c", "3d_fullres", "--patch-size", "0", "32", "32"), "give 3 positive sizes"),
 ])
 def test_usage_errors(run_cli, args, message):
