@@ -20,7 +20,7 @@ import typing as t
 from dataclasses import dataclass, field
 
 from plancheck._nnunet import captured_warnings, quiet
-from plancheck.errors import CheckpointError, ExitCode, PlancheckError, UsageError
+from plancheck.errors import CheckpointError, ExitCode, InputError, PlancheckError, UsageError
 
 if t.TYPE_CHECKING:
     from plancheck.check import PreparedSource
@@ -242,6 +242,16 @@ def _patch(patch_size: t.Sequence[int] | None, dim: int) -> tuple[int, ...] | No
     if len(patch) != dim or any(p < 1 for p in patch):
         raise UsageError(f"--patch-size {list(patch_size)}: the configuration is {dim}D, give {dim} positive sizes")
     return patch
+
+
+def _check_divisible(patch: tuple[int, ...], target: Side) -> None:
+    """A --patch-size must be divisible, per axis, by the product of the network's strides (as nnU-Net plans it)."""
+    from plancheck.fix import stride_divisor
+
+    divisor = stride_divisor(target.spec.arch_kwargs, len(patch))
+    if divisor is not None and any(p % d for p, d in zip(patch, divisor)):
+        raise UsageError(f"--patch-size {list(patch)}: each axis must be divisible by the product of the network's "
+                         f"strides, {list(divisor)}")
 
 
 # --------------------------------------------------------------------------- the source's weights
@@ -577,7 +587,10 @@ def verify(
 
     trainer_path, notes = _trainer_path(trainer_name, prepared.allow, prepared.ignore_trainer)
     dim = len(target_side.configuration.data["patch_size"])
-    setup, setup_notes = _run_setup(target_side, trainer_path, _patch(patch_size, dim), batch_size)
+    patch = _patch(patch_size, dim)
+    if patch is not None:
+        _check_divisible(patch, target_side)
+    setup, setup_notes = _run_setup(target_side, trainer_path, patch, batch_size)
     notes += setup_notes
     notes.append("torch.compile off (nnU-Net compiles on CUDA by default; a compiled step usually needs less memory)")
     common.update(patch_size=setup.patch_size, batch_size=setup.batch_size, trainer=trainer_path.rsplit(".", 1)[1])
@@ -586,7 +599,17 @@ def verify(
     from plancheck.memory_predict import predict
 
     say("predicting the memory of a training step with fake tensors ...")
-    prediction = predict(setup, device="cpu" if device == "cpu" else "cuda", amp=amp)
+    try:
+        prediction = predict(setup, device="cpu" if device == "cpu" else "cuda", amp=amp)
+    except PlancheckError:
+        raise
+    except Exception as e:  # the network's or the loss's own checks, e.g. a 1-voxel bottleneck in training
+        first = str(e).strip().splitlines()[0] if str(e).strip() else ""
+        raise InputError(
+            f"nnU-Net's training step fails for '{setup.configuration}' at patch {list(setup.patch_size)}, batch "
+            f"{setup.batch_size}: {type(e).__name__}: {first[:200]}",
+            path=target_side.label,
+        ) from e
     if device == "meta":
         return VerifyResult(prediction=prediction, nnunet_estimate=estimate, notes=tuple(notes), **common)
 

@@ -223,3 +223,22 @@ def test_library_surface():
         verify(SMALL, SMALL, trust_checkpoint=True)
     with pytest.raises(plancheck.errors.UsageError, match="unknown option"):
         verify(SMALL, SMALL, device="meta", no_such_option=1)
+
+
+BRAIN = fixture("Dataset904_BrainMRI")  # 4 channels, region-based labels (DC_and_BCE_loss, bool region targets)
+
+
+def test_region_based_training():
+    result = verify(BRAIN, BRAIN, "2d", device="cpu", batch_size=2, patch_size=(64, 64), iterations=2)
+    assert result.ok and result.weights.loaded
+    assert result.measurement.losses_finite and len(result.measurement.losses) == 2
+    measured, predicted = result.measurement.cpu_peak_delta, result.prediction.step_bytes
+    assert abs(predicted - measured) <= TOLERANCE * measured, (predicted, measured)
+
+
+def test_patch_size_nnunet_cannot_train_is_an_input_error(run_cli):
+    code, out, err = run_cli("verify", BRAIN, BRAIN, "-c", "2d", "--patch-size", "0", "32", "48", "--batch-size", "2")
+    assert code == 2 and "divisible by the product of the network's strides, [32, 32]" in err
+    # divisible, but a 1x1 bottleneck: instance norm refuses to train on one element
+    code, out, err = run_cli("verify", BRAIN, BRAIN, "-c", "2d", "--patch-size", "0", "32", "32", "--batch-size", "2")
+    assert code == 3 and "nnU-Net's training step fails for '2d' at patch [32, 32]" in err and out == ""
