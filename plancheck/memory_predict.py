@@ -102,7 +102,9 @@ def predict(setup: RunSetup, *, device: str, amp: bool, steps: int = 2) -> Predi
     with FakeTensorMode(), quiet(), captured_warnings():
         refake(meta_network, fake_device)
         initialize(trainer, network=meta_network)
-        data, target = synthetic_batch(trainer, device=fake_device)
+        data, target = synthetic_batch(trainer)  # on the CPU, as nnU-Net's data loader delivers it
+        data = data.to(fake_device)  # then on the device for the whole step (train_step's .to(device))
+        target = [x.to(fake_device) for x in target] if isinstance(target, list) else target.to(fake_device)
         tracker = MemTracker()
         tracker.track_external(trainer.network, trainer.optimizer, data, target)
         flops = 0

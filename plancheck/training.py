@@ -192,32 +192,29 @@ def refake(network: torch.nn.Module, device: torch.device) -> None:
                 store[name] = memo[id(tensor)]
 
 
-def synthetic_batch(
-    trainer: t.Any, *, device: torch.device | None = None, seed: int = 0
-) -> tuple[torch.Tensor, list[torch.Tensor] | torch.Tensor]:
-    """A batch as nnU-Net's data loader and transforms deliver it (on ``device``; default: the CPU).
+def synthetic_batch(trainer: t.Any, *, seed: int = 0) -> tuple[torch.Tensor, list[torch.Tensor] | torch.Tensor]:
+    """A batch as nnU-Net's data loader and transforms deliver it, on the CPU (``train_step`` moves it).
 
     Images: float32, ``(batch, input channels, *patch)``, standard normal. Segmentations: int16
     label values drawn from the label manager, then nnU-Net's ``ConvertSegmentationToRegionsTransform``
     (region-based training) and ``DownsampleSegForDSTransform`` with the trainer's deep-supervision
-    scales, sample by sample, stacked as the collate function does.
+    scales, sample by sample, stacked as the collate function does. Under a FakeTensorMode the
+    tensors are fake (and not seeded).
     """
     import torch
 
     from batchgeneratorsv2.transforms.utils.deep_supervision_downsampling import DownsampleSegForDSTransform
     from batchgeneratorsv2.transforms.utils.seg_to_regions import ConvertSegmentationToRegionsTransform
 
-    device = device or torch.device("cpu")
     cm = trainer.configuration_manager
     patch = tuple(int(p) for p in cm.patch_size)
     batch = int(trainer.batch_size)
     lm = trainer.label_manager
-    real = device.type not in ("meta",) and not _in_fake_mode()
-    generator = torch.Generator().manual_seed(seed) if real else None
-    data = torch.randn((batch, trainer.num_input_channels, *patch), generator=generator, device=device)
+    generator = None if _in_fake_mode() else torch.Generator().manual_seed(seed)
+    data = torch.randn((batch, trainer.num_input_channels, *patch), generator=generator)
     labels = sorted({int(v) for v in lm.all_labels if v is not None and int(v) >= 0}) or [0, 1]
-    index = torch.randint(0, len(labels), (batch, 1, *patch), generator=generator, device=device)
-    seg = torch.tensor(labels, dtype=torch.int16, device=device)[index]
+    index = torch.randint(0, len(labels), (batch, 1, *patch), generator=generator)
+    seg = torch.tensor(labels, dtype=torch.int16)[index]
     transforms: list[t.Any] = []
     if lm.has_regions:
         regions = list(lm.foreground_regions) + ([lm.ignore_label] if lm.ignore_label is not None else [])
