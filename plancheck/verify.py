@@ -467,8 +467,13 @@ def _run(setup: RunSetup, prepared: PreparedSource, device: str, iterations: int
         trainer = make_trainer(setup, dev)
         if not amp:
             trainer.grad_scaler = None
-        initialize(trainer)
-        weights = _load_weights(trainer.network, path, how)
+        try:
+            initialize(trainer)
+            weights = _load_weights(trainer.network, path, how)
+        except torch.OutOfMemoryError as e:
+            oom = str(e).splitlines()[0]
+            return (WeightsLoad(False, how, 0, 0, "out of memory while building the network or loading the weights"),
+                    Measurement(device, name, 0, (), None, None, out_of_memory=oom))
     if not weights.loaded:
         return weights, Measurement(device, name, 0, (), None, None)
     data, target = synthetic_batch(trainer)

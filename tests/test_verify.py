@@ -242,3 +242,17 @@ def test_patch_size_nnunet_cannot_train_is_an_input_error(run_cli):
     # divisible, but a 1x1 bottleneck: instance norm refuses to train on one element
     code, out, err = run_cli("verify", BRAIN, BRAIN, "-c", "2d", "--patch-size", "0", "32", "32", "--batch-size", "2")
     assert code == 3 and "nnU-Net's training step fails for '2d' at patch [32, 32]" in err and out == ""
+
+
+def test_out_of_memory_during_the_steps_is_reported_not_raised(run_cli):
+    from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
+
+    boom = torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+    with mock.patch.object(nnUNetTrainer, "train_step", side_effect=boom):
+        code, out, err = run_cli("verify", SMALL, SMALL, "-c", "2d", "--patch-size", "0", "32", "32",
+                                 "--batch-size", "2", "--format", "json")
+    assert code == 1, err
+    data = json.loads(out)
+    assert data["ok"] is False and data["weights"]["loaded"] is True
+    assert data["measurement"]["out_of_memory"].startswith("CUDA out of memory")
+    assert data["measurement"]["iterations"] == 0
