@@ -9,7 +9,7 @@ REAL_PLANS ?= ../shared/real-plans
 PYTEST_ARGS ?=
 TEST_MARKERS ?= not real
 
-.PHONY: install test test-real test-browser demo bench fixtures clean
+.PHONY: install test test-real test-browser demo bench bench-gpu fixtures clean
 
 install: $(STAMP)
 
@@ -38,6 +38,11 @@ demo: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) bench/bench.py
+
+# needs a CUDA GPU and a CUDA build of torch in .venv (make install pins the CPU build:
+# pip install torch==2.13.0 from the CUDA index first); writes bench/RESULTS.md
+bench-gpu: $(STAMP)
+	$(PY) bench/bench_gpu.py
 
 fixtures: $(STAMP)
 	$(PY) fixtures/generate.py
