@@ -7,6 +7,7 @@ import dataclasses
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 
 from plancheck.errors import CheckpointError
 
@@ -34,6 +35,16 @@ MAX_PICKLE_NESTING = 200
 _ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")
 #: ``torch.save(..., _use_new_zipfile_serialization=False)``: protocol 2, then a LONG1 magic.
 _LEGACY_TORCH_MAGIC = b"\x80\x02\x8a\x0a\x6c\xfc\x9c\x46\xf9\x20\x6a\xa8\x50\x19"
+
+
+#: Bytes per element of the dtypes a checkpoint may name (torch's names); what the tensor
+#: data reader sizes storages with. A dtype not listed here is never read.
+DTYPE_ITEMSIZE: Mapping[str, int] = MappingProxyType({
+    "float64": 8, "float32": 4, "float16": 2, "bfloat16": 2, "complex128": 16, "complex64": 8,
+    "complex32": 4, "int64": 8, "int32": 4, "int16": 2, "int8": 1, "uint64": 8, "uint32": 4,
+    "uint16": 2, "uint8": 1, "bool": 1, "float8_e5m2": 1, "float8_e4m3fn": 1,
+    "float8_e5m2fnuz": 1, "float8_e4m3fnuz": 1,
+})
 
 
 # --------------------------------------------------------------------------- public
@@ -87,6 +98,12 @@ class Checkpoint:
     trainer_name: str | None
     current_epoch: int | None
     top_level_keys: tuple[str, ...]
+    #: Bytes each storage claims: torch zip, from data.pkl's storage references (read by
+    #: :mod:`plancheck.checkpoint.data` only after checking them against the zip entries).
+    storage_nbytes: Mapping[str, int] = dataclasses.field(default_factory=lambda: MappingProxyType({}))
+    #: safetensors: the ``[start, end)`` file offsets of each tensor's bytes, from the header.
+    storage_spans: Mapping[str, tuple[int, int]] = dataclasses.field(
+        default_factory=lambda: MappingProxyType({}))
 
     def alias_groups(self) -> list[tuple[str, ...]]:
         """Keys that name one tensor (same storage, offset, shape and stride).

@@ -73,6 +73,7 @@ def _read_safetensors(path: str, head: bytes, size: int) -> Checkpoint:
 
     data_len = size - 8 - n
     records: dict[str, TensorRecord] = {}
+    spans: dict[str, tuple[int, int]] = {}
     for name, entry in header.items():
         if name == "__metadata__":
             continue  # free-form strings; not needed for a compatibility check
@@ -95,6 +96,7 @@ def _read_safetensors(path: str, head: bytes, size: int) -> Checkpoint:
             raise _err(f"corrupt safetensors header: {shown!r} spans {offsets[1] - offsets[0]} "
                        f"bytes, its shape {shape} needs {math.prod(shape) * itemsize}", path)
         records[name] = TensorRecord(shape=shape, dtype=dt, storage_key=name, location="cpu")
+        spans[name] = (8 + n + offsets[0], 8 + n + offsets[1])
     if not records:
         raise _err("safetensors file holds no tensors", path)
     return Checkpoint(
@@ -106,4 +108,5 @@ def _read_safetensors(path: str, head: bytes, size: int) -> Checkpoint:
         trainer_name=None,
         current_epoch=None,
         top_level_keys=tuple(records),
+        storage_spans=MappingProxyType(spans),
     )

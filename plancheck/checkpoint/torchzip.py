@@ -3,13 +3,16 @@ pre-scan it, unpickle it safely."""
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 import zipfile
 from collections.abc import Callable
+from types import MappingProxyType
 from typing import Any
 
 from plancheck.errors import CheckpointError
 from plancheck.checkpoint.records import (
+    DTYPE_ITEMSIZE,
     Checkpoint,
     MAX_PICKLE_BYTES,
     TensorRecord,
@@ -54,8 +57,13 @@ def _read_torch_zip(path: str) -> Checkpoint:
     if unpickler.n_tensors == 0:
         raise _err("data.pkl holds no tensors: not a model checkpoint", path)
 
+    nbytes: dict[str, int] = {}
+
     def to_record(name: str, stub: Any) -> TensorRecord:
         storage = stub.storage
+        if storage.key not in nbytes:
+            itemsize = DTYPE_ITEMSIZE.get(storage.dtype, 0) if storage.typed else 1
+            nbytes[storage.key] = storage.numel * itemsize
         return _new_record(stub.size, stub.dtype, storage.key, storage.location, stub.offset,
                            stub.stride)
 
@@ -68,8 +76,9 @@ def _read_torch_zip(path: str) -> Checkpoint:
             return True, None
         return _numpy_leaf(obj, convert)
 
-    return _build_checkpoint(path, "torch-zip", top, lambda o: type(o) is _TensorStub,
+    ckpt = _build_checkpoint(path, "torch-zip", top, lambda o: type(o) is _TensorStub,
                              to_record, leaf)
+    return dataclasses.replace(ckpt, storage_nbytes=MappingProxyType(nbytes))
 
 
 def _read_data_pkl(path: str) -> bytes:
