@@ -9,13 +9,14 @@ import typing as t
 
 __version__ = "0.1.0"
 
-__all__ = ["Report", "__version__", "check", "diff"]
+__all__ = ["Report", "__version__", "check", "diff", "transfer"]
 
 # None of these import torch or nnU-Net; they do so only when a network is built.
 # `check` the function is bound after `plancheck.check` the module is imported, so the
 # package attribute is the function (the module stays reachable in sys.modules).
 from plancheck.check import check as check  # noqa: E402
 from plancheck.report import Report as Report  # noqa: E402
+from plancheck.transfer import transfer as transfer  # noqa: E402
 
 
 def __getattr__(name: str) -> t.Any:
