@@ -16,7 +16,7 @@ Each rule, on its axis of a (transposed) convolution weight:
 
 Spatial rules run first, channel rules last (they commute: both are linear and act on
 different axes), so ``new`` channels come from the initialised tensor of the target's shape.
-Arithmetic is done in float64 and the result cast to the target's dtype.
+Arithmetic is done in float32 for float32 weights (else float64), the result cast to the target's dtype.
 """
 
 from __future__ import annotations
@@ -39,7 +39,9 @@ def apply_steps(steps: t.Sequence[Step], source: torch.Tensor, initial: torch.Te
 
     if not steps:
         return source.to(initial.dtype)
-    x = source.detach().to(torch.float64)
+    # float32 weights are adapted in float32 (means of 2 or 3 values, sums of N); anything else in float64
+    work = torch.float32 if source.dtype == initial.dtype == torch.float32 else torch.float64
+    x = source.detach().to(work)
     for step in sorted(steps, key=lambda s: s.rule not in _SPATIAL):
         axis = step.axis
         if step.rule in ("kernel-average", "stride-average"):
@@ -52,7 +54,7 @@ def apply_steps(steps: t.Sequence[Step], source: torch.Tensor, initial: torch.Te
         elif step.rule == "channels-repeat":
             x = torch.cat([x] * step.target, dim=axis) / step.target
         elif step.rule == "channel-map":
-            init = initial.detach().to(torch.float64)
+            init = initial.detach().to(work)
             slices = []
             for c, entry in enumerate(step.channel_map or ()):
                 if entry == "new":

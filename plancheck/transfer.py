@@ -294,12 +294,10 @@ def transfer(
 
     import torch
 
-    from plancheck.build import build_network, shapes_of_module
+    from plancheck.build import build_network
 
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        network = build_network(tgt.spec, source=tgt.label, device="cpu")
-    plan = plan_for(prepared, tgt, strategy, cmap, target_network=network)
+    meta = build_network(tgt.spec, source=tgt.label, device="meta")
+    plan = plan_for(prepared, tgt, strategy, cmap, target_network=meta)
     notes = list(plan.notes)
     if prepared.prefix:
         notes.append(f"source keys carry the prefix '{prepared.prefix}': matched without it")
@@ -316,16 +314,22 @@ def transfer(
     from plancheck.adapt import apply_steps
     from plancheck.checkpoint.data import read_tensors, tensor_nbytes
 
+    network = initialised_network(meta, tgt, plan, seed)
     raw = _raw_keys(prepared)
     wanted = {r.source_key: raw[r.source_key] for r in plan.carried if r.source_key is not None}
-    tensors = read_tensors(ckpt, wanted.values())
-    bytes_read = sum(tensor_nbytes(ckpt.state_dict[k]) for k in wanted.values())
     state = network.state_dict(keep_vars=True)
+    # copied tensors are read straight into the network's own memory
+    direct = {wanted[r.source_key]: state[r.key].data for r in plan.carried
+              if r.source_key is not None and not r.steps}
+    tensors = read_tensors(ckpt, wanted.values(), into=direct)
+    bytes_read = sum(tensor_nbytes(ckpt.state_dict[k]) for k in wanted.values())
     with torch.no_grad():
         for row in plan.carried:
             assert row.source_key is not None
             param = state[row.key]
-            param.copy_(apply_steps(row.steps, tensors[wanted[row.source_key]], param))
+            value = tensors[wanted[row.source_key]]
+            if value.data_ptr() != param.data_ptr():
+                param.copy_(apply_steps(row.steps, value, param))
     del tensors
     digest = sha256_of(ckpt.path)
     result = dataclasses.replace(result, source_sha256=digest, bytes_read=bytes_read)
@@ -335,6 +339,62 @@ def transfer(
     }
     written = _write(out_path, payload, force=force, check=lambda tmp: verify(tmp, tgt, shown=out_path))
     return dataclasses.replace(result, written=True, verified=True, out=written)
+
+
+def initialised_network(meta: torch.nn.Module, target: Side, plan: TransferPlan, seed: int) -> torch.nn.Module:
+    """The target network on the CPU, its tensors that are not carried over initialised as nnU-Net does.
+
+    nnU-Net's construction initialises every module (``reset_parameters``), then
+    ``get_network_from_plans`` applies the network's own ``initialize`` to every module
+    (``network.apply(network.initialize)``: He init, zeroed biases, and for residual
+    encoders the last norm of each block set to zero). Here the same two calls run, in the
+    same order, only on the modules that hold a tensor that is not carried over (and, for
+    ``initialize``, their ancestors), drawing from a generator seeded with ``seed``. A
+    network built by a custom trainer, or with a module that has parameters but no
+    ``reset_parameters``, is built in full on the CPU instead (same seed).
+    """
+    import torch
+
+    from plancheck.build import build_network
+
+    needed = {k for r in plan.tensors if not r.carried or _has_new_channel(r) for k in r.keys}
+    owners: list[torch.nn.Module] = []
+    full = target.spec.trainer is not None
+    for name, module in meta.named_modules():
+        own = [f"{name}.{n}" if name else n for n, _ in
+               (*module.named_parameters(recurse=False), *module.named_buffers(recurse=False))]
+        if any(k in needed for k in own):
+            if not hasattr(module, "reset_parameters"):
+                full = True
+            owners.append(module)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        if full:
+            return build_network(target.spec, source=target.label, device="cpu")
+        network = meta.to_empty(device="cpu")
+        with torch.no_grad():
+            for module in owners:
+                module.reset_parameters()
+            initialize = getattr(network, "initialize", None)
+            if callable(initialize):
+                keep = {id(m) for m in owners}
+                _apply_post_order(network, initialize, keep)
+    return network
+
+
+def _apply_post_order(module: torch.nn.Module, fn: t.Callable[[torch.nn.Module], None], keep: set[int]) -> bool:
+    """``module.apply(fn)`` (children first, then the module) restricted to ``keep`` and their ancestors."""
+    hit = False
+    for child in module.children():
+        hit = _apply_post_order(child, fn, keep) or hit
+    if hit or id(module) in keep:
+        fn(module)
+        return True
+    return False
+
+
+def _has_new_channel(row: t.Any) -> bool:
+    return any(s.channel_map is not None and "new" in s.channel_map for s in row.steps)
 
 
 def _strategy(value: Strategy | str) -> Strategy:

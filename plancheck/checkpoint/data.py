@@ -22,6 +22,7 @@ Every failure is a one-line :class:`~plancheck.errors.CheckpointError` naming th
 
 from __future__ import annotations
 
+import math
 import os
 import struct
 import typing as t
@@ -47,14 +48,20 @@ def tensor_nbytes(rec: TensorRecord) -> int:
     return (1 + sum((n - 1) * s for n, s in zip(rec.shape, stride))) * itemsize
 
 
-def read_tensors(ckpt: Checkpoint, keys: t.Iterable[str]) -> dict[str, torch.Tensor]:
-    """The tensors of ``ckpt.state_dict`` named by ``keys``, on the CPU; nothing else is read."""
+def read_tensors(ckpt: Checkpoint, keys: t.Iterable[str],
+                 into: t.Mapping[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
+    """The tensors of ``ckpt.state_dict`` named by ``keys``, on the CPU; nothing else is read.
+
+    ``into`` maps keys to CPU tensors to fill instead of allocating: used when such a tensor
+    is contiguous, of the record's dtype and shape, and the stored tensor is contiguous too
+    (the bytes then go from the file straight into it); otherwise a new tensor is returned.
+    """
     wanted = list(dict.fromkeys(keys))
     unknown = [k for k in wanted if k not in ckpt.state_dict]
     if unknown:
         raise _err(f"no tensor {_one_line(unknown[0], 80)!r} in the state_dict", ckpt.path)
     if ckpt.format == "torch-zip":
-        return _read_zip(ckpt, wanted)
+        return _read_zip(ckpt, wanted, into or {})
     if ckpt.format == "safetensors":
         return _read_safetensors(ckpt, wanted)
     if ckpt.format == "torch-trusted":
@@ -83,15 +90,18 @@ def _torch_dtype(name: str, key: str, path: str) -> torch.dtype:
     return dtype
 
 
-def _from_bytes(buf: bytearray, rec: TensorRecord, first: int, key: str, path: str) -> torch.Tensor:
-    """The tensor *rec* describes, from *buf* holding its storage from element *first* on."""
+def _from_bytes(buf: torch.Tensor, rec: TensorRecord, first: int, key: str, path: str) -> torch.Tensor:
+    """The tensor *rec* describes, from *buf* (uint8) holding its storage from element *first* on."""
     import torch
 
     dtype = _torch_dtype(rec.dtype, key, path)
     if 0 in rec.shape:
         return torch.empty(rec.shape, dtype=dtype)
     stride = rec.stride if rec.stride is not None else _contiguous(rec.shape)
-    flat = torch.frombuffer(buf, dtype=dtype)
+    flat = buf.view(dtype)
+    if tuple(stride) == _contiguous(rec.shape) and flat.numel() == math.prod(rec.shape) \
+            and rec.storage_offset == first:
+        return flat.view(rec.shape)  # the buffer is exactly this tensor: no copy
     return flat.as_strided(rec.shape, stride, rec.storage_offset - first).clone(memory_format=torch.contiguous_format)
 
 
@@ -103,9 +113,13 @@ def _extent(rec: TensorRecord) -> tuple[int, int]:
     return rec.storage_offset, rec.storage_offset + 1 + sum((n - 1) * s for n, s in zip(rec.shape, stride))
 
 
-def _pread(fd: int, nbytes: int, offset: int, what: str, path: str) -> bytearray:
-    buf = bytearray(nbytes)
-    view = memoryview(buf)
+def _pread(fd: int, nbytes: int, offset: int, what: str, path: str, dest: torch.Tensor | None = None) -> torch.Tensor:
+    """*nbytes* bytes of the file from *offset*, into ``dest`` (uint8, exactly *nbytes*) or a new uint8
+    tensor (allocated only after the checks)."""
+    import torch
+
+    buf = dest if dest is not None and dest.numel() == nbytes else torch.empty(nbytes, dtype=torch.uint8)
+    view = memoryview(buf.numpy()).cast("B")
     done = 0
     while done < nbytes:
         got = os.preadv(fd, [view[done:]], offset + done)
@@ -118,7 +132,20 @@ def _pread(fd: int, nbytes: int, offset: int, what: str, path: str) -> bytearray
 # --------------------------------------------------------------------------- torch zip
 
 
-def _read_zip(ckpt: Checkpoint, keys: list[str]) -> dict[str, torch.Tensor]:
+def _destination(rec: TensorRecord, dest: torch.Tensor | None) -> torch.Tensor | None:
+    """``dest`` viewed as bytes, when the stored tensor's bytes can go straight into it."""
+    if dest is None or dest.device.type != "cpu" or not dest.is_contiguous() or 0 in rec.shape:
+        return None
+    if str(dest.dtype).removeprefix("torch.") != rec.dtype or tuple(dest.shape) != rec.shape:
+        return None
+    if rec.stride is not None and tuple(rec.stride) != _contiguous(rec.shape):
+        return None
+    import torch
+
+    return dest.detach().view(-1).view(torch.uint8)
+
+
+def _read_zip(ckpt: Checkpoint, keys: list[str], into: t.Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     path = ckpt.path
     try:
         zf = zipfile.ZipFile(path)
@@ -151,9 +178,10 @@ def _read_zip(ckpt: Checkpoint, keys: list[str]) -> dict[str, torch.Tensor]:
                     f" {end * itemsize} of storage {_one_line(rec.storage_key, 20)!r}, which holds {nbytes}",
                     path,
                 )
+            dest = _destination(rec, into.get(key))
             buf = _pread(fd, (end - first) * itemsize, start + first * itemsize,
-                         f"storage {_one_line(rec.storage_key, 20)!r}", path)
-            out[key] = _from_bytes(buf, rec, first, key, path)
+                         f"storage {_one_line(rec.storage_key, 20)!r}", path, dest)
+            out[key] = into[key] if dest is not None else _from_bytes(buf, rec, first, key, path)
     return out
 
 
@@ -213,10 +241,10 @@ def _read_safetensors(ckpt: Checkpoint, keys: list[str]) -> dict[str, torch.Tens
             span = ckpt.storage_spans.get(rec.storage_key)
             if span is None or not 0 <= span[0] <= span[1] <= file_size:
                 raise _err(f"tensor {_one_line(key, 80)!r} has no byte range inside the file", path)
-            buf = _pread(fd, span[1] - span[0], span[0], f"tensor {_one_line(key, 80)!r}", path)
-            if len(buf) != tensor_nbytes(rec):
-                raise _err(f"tensor {_one_line(key, 80)!r} spans {len(buf)} bytes, its shape needs"
+            if span[1] - span[0] != tensor_nbytes(rec):
+                raise _err(f"tensor {_one_line(key, 80)!r} spans {span[1] - span[0]} bytes, its shape needs"
                            f" {tensor_nbytes(rec)}", path)
+            buf = _pread(fd, span[1] - span[0], span[0], f"tensor {_one_line(key, 80)!r}", path)
             out[key] = _from_bytes(buf, rec, 0, key, path)
     return out
 
