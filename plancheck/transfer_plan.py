@@ -429,7 +429,8 @@ def plan_transfer(
             candidates = [(k, k) for k in group]
         found = next(((sk, k) for sk, k in candidates if sk is not None and sk in src_shapes), None)
         if found is None:
-            no_level = strategy is Strategy.ADAPT and all(sk is None for sk, _ in candidates)
+            no_level = (strategy is Strategy.ADAPT and all(sk is None for sk, _ in candidates)) \
+                or _beyond_source_depth(group, source, target)
             reason = "no source stage at this resolution level" if no_level else "not in the source"
             rows.append(TensorPlan(action=Action.INITIALISED, reason=reason, **common))
             continue
@@ -461,6 +462,14 @@ def plan_transfer(
             notes.append(f"depth differs ({source.n_stages} stages vs {target.n_stages}): keys are matched by name; "
                          "--strategy adapt aligns decoder stages by resolution level")
     return TransferPlan(strategy=strategy, tensors=tuple(rows), notes=tuple(notes), refused=refused)
+
+
+def _beyond_source_depth(keys: t.Sequence[str], source: Layout, target: Layout) -> bool:
+    """An encoder stage deeper than the source's deepest (stages count from the full resolution)."""
+    if not source.n_stages:
+        return False
+    hits = [_level_key(k, target.levels_from_top) for k in keys]
+    return any(h is not None and h[1] >= source.n_stages for h in hits)
 
 
 def _source_dimension(source: Layout, target: Layout) -> int | None:
