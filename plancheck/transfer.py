@@ -29,7 +29,7 @@ if t.TYPE_CHECKING:
     from plancheck.report import Report, SideSummary
     from plancheck.spec import Side
 
-__all__ = ["PROVENANCE_KEY", "TransferResult", "VerifyError", "layout_of", "plan_for", "transfer"]
+__all__ = ["PROVENANCE_KEY", "TransferResult", "VerifyError", "layout_of", "plan_for", "source_layout", "transfer"]
 
 #: Key of the provenance record in the written checkpoint (next to ``network_weights``).
 PROVENANCE_KEY = "plancheck_transfer"
@@ -147,16 +147,29 @@ def _source_table(prepared: PreparedSource) -> t.Any:
     return prepared.unprefixed if prepared.unprefixed is not None else prepared.shapes
 
 
+def source_layout(prepared: PreparedSource) -> Layout:
+    """The source as the planner sees it: its actual tensors (key prefixes stripped), and the
+    declarations of the network its own plans describe (built on the meta device).
+
+    This is the seam for other kinds of pretrained checkpoint: one that declares its encoder
+    and stem itself (an nnssl checkpoint's adaptation plan) returns a :class:`Layout` with
+    those declarations and its ``network_weights`` table instead.
+    """
+    from plancheck.build import build_meta_network
+
+    source_network = build_meta_network(prepared.side.spec, source=prepared.side.label)
+    return layout_of(source_network, _source_table(prepared))
+
+
 def plan_for(prepared: PreparedSource, target: Side, strategy: Strategy | str = Strategy.ADAPT,
              channel_map: ChannelMap | None = None, target_network: torch.nn.Module | None = None) -> TransferPlan:
     """Plan a transfer from shapes alone (the source's actual tensors, the target's meta network)."""
     from plancheck.build import build_meta_network, shapes_of_module
 
-    source_network = build_meta_network(prepared.side.spec, source=prepared.side.label)
     if target_network is None:
         target_network = build_meta_network(target.spec, source=target.label)
     return plan_transfer(
-        layout_of(source_network, _source_table(prepared)),
+        source_layout(prepared),
         layout_of(target_network, shapes_of_module(target_network, origin="target network")),
         strategy,
         channel_map=channel_map,

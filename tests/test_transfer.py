@@ -508,6 +508,27 @@ def test_existing_output_needs_force(store, tmp_path, run_cli):
     assert code == 0 and out.read_bytes() != b"mine"
 
 
+def test_safetensors_and_prefixed_state_dict_sources(store, tmp_path, run_cli):
+    """Weights outside nnU-Net's container: read through --source-plans; the output is nnU-Net's container."""
+    from safetensors.torch import save_file
+
+    weights = store.weights["906.pth"]
+    st = tmp_path / "model.safetensors"
+    save_file({k: v.contiguous() for k, v in weights.items() if ".all_modules." not in k
+               and not k.startswith("decoder.encoder.")}, str(st))
+    ddp = tmp_path / "ddp.pth"
+    torch.save({"state_dict": {"module." + k: v for k, v in weights.items()}}, ddp)
+    for i, src in enumerate((st, ddp)):
+        out = tmp_path / f"t{i}.pth"
+        code, stdout, err = run_cli("transfer", src, fixture(D906), "-o", out, "--source-plans", fixture(D906),
+                                    "--strategy", "exact")
+        assert code == 0, err
+        assert "TRANSFER (exact): 100.0%" in stdout
+        saved = torch.load(out, weights_only=True)["network_weights"]
+        assert all(torch.equal(saved[k], v) for k, v in weights.items() if ".seg_layers." not in k)
+        assert oracle.load_outcome(target_network(fixture(D906), "3d_fullres"), out).loaded
+
+
 def test_plans_source_needs_weights(tmp_path, run_cli):
     code, out, err = run_cli("transfer", fixture(D906), fixture(D906), "-o", tmp_path / "t.pth")
     assert code == 3 and out == "" and "transfer needs weights" in one_line(err)
