@@ -319,7 +319,7 @@ def transfer(
         source=prepared.summary, target=checked.report.target, plan=plan, out=out_path, written=False,
         dry_run=dry_run, verified=False, seed=seed, channel_map=cmap,
         command=train_command(tgt, out_path, trainer), source_sha256=None, check=checked.report,
-        warnings=tuple(prepared.warnings), notes=tuple(notes),
+        warnings=_transfer_warnings(prepared), notes=tuple(notes),
     )
     if dry_run or plan.parameters_carried == 0:
         return result
@@ -408,6 +408,14 @@ def _apply_post_order(module: torch.nn.Module, fn: t.Callable[[torch.nn.Module],
 
 def _has_new_channel(row: t.Any) -> bool:
     return any(s.channel_map is not None and "new" in s.channel_map for s in row.steps)
+
+
+def _transfer_warnings(prepared: PreparedSource) -> tuple[str, ...]:
+    """The source's warnings, less those about its container: the transfer writes nnU-Net's own."""
+    from plancheck.check import _loader_warnings
+
+    container = set(_loader_warnings(prepared.input))
+    return tuple(w for w in prepared.warnings if w not in container)
 
 
 def _strategy(value: Strategy | str) -> Strategy:
