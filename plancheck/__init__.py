@@ -9,7 +9,7 @@ import typing as t
 
 __version__ = "0.1.0"
 
-__all__ = ["Report", "__version__", "check", "diff", "verify"]
+__all__ = ["Report", "__version__", "check", "diff", "transfer", "verify"]
 
 # None of these import torch or nnU-Net; they do so only when a network is built.
 # `check` the function is bound after `plancheck.check` the module is imported, so the
@@ -17,6 +17,7 @@ __all__ = ["Report", "__version__", "check", "diff", "verify"]
 from plancheck.check import check as check  # noqa: E402
 from plancheck.report import Report as Report  # noqa: E402
 from plancheck.verify import verify as verify  # noqa: E402  (the same: the function, not the module)
+from plancheck.transfer import transfer as transfer  # noqa: E402
 
 
 def __getattr__(name: str) -> t.Any:

@@ -15,8 +15,9 @@ import contextlib
 import errno
 import os
 import tempfile
+import typing as t
 
-__all__ = ["atomic_write_text"]
+__all__ = ["atomic_write", "atomic_write_text"]
 
 _DEFAULT_MODE = 0o644
 
@@ -46,6 +47,40 @@ def atomic_write_text(path: str | os.PathLike[str], text: str, *, overwrite: boo
             os.fsync(fd)
         finally:
             os.close(fd)
+        if overwrite:
+            os.replace(tmp, target)
+        else:
+            _link_no_clobber(tmp, target)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    _fsync_directory(directory)
+    return target
+
+
+def atomic_write(path: str | os.PathLike[str], write: t.Callable[[t.BinaryIO], None], *,
+                 overwrite: bool = False, check: t.Callable[[str], None] | None = None) -> str:
+    """Like :func:`atomic_write_text`, for content that ``write(fileobj)`` produces (``torch.save``, ...).
+
+    ``check(temporary_path)`` runs on the complete file before it takes its name; if it
+    raises, the temporary file is removed and whatever was at ``path`` stays as it was.
+    """
+    target = os.path.abspath(os.fspath(path))
+    directory = os.path.dirname(target)
+    if not overwrite and os.path.lexists(target):
+        raise FileExistsError(errno.EEXIST, "file exists", target)
+    mode = _mode_for(target)
+    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(target)}.", suffix=".tmp", dir=directory)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            write(fh)
+            fh.flush()
+            if hasattr(os, "fchmod"):
+                os.fchmod(fh.fileno(), mode)
+            os.fsync(fh.fileno())
+        if check is not None:
+            check(tmp)
         if overwrite:
             os.replace(tmp, target)
         else:

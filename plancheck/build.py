@@ -22,27 +22,37 @@ from plancheck.spec import NetworkSpec
 if t.TYPE_CHECKING:
     import torch
 
-__all__ = ["build_meta_network", "network_shapes", "shapes_of_module"]
+__all__ = ["build_meta_network", "build_network", "network_shapes", "shapes_of_module"]
 
 
 def build_meta_network(spec: NetworkSpec, *, source: str = "") -> torch.nn.Module:
     """Construct the network exactly as nnU-Net's trainer would, on the meta device."""
+    return build_network(spec, source=source, device="meta")
+
+
+def build_network(spec: NetworkSpec, *, source: str = "", device: str = "meta") -> torch.nn.Module:
+    """Construct the network exactly as nnU-Net's trainer would, on ``device``.
+
+    On the meta device nothing is initialised (``allow_init=False``: shapes only). On a real
+    device the network gets nnU-Net's own initialisation, as ``build_network_architecture``
+    gives it (``allow_init=True``), drawing from torch's global random generator.
+    """
     import torch
 
     if spec.trainer is not None:
-        return _build_through_trainer(spec, source=source)
+        return _build_through_trainer(spec, source=source, device=device)
     with quiet(), captured_warnings():
         from nnunetv2.utilities.get_network_from_plans import get_network_from_plans
 
         try:
-            with torch.device("meta"):
+            with torch.device(device):
                 return get_network_from_plans(
                     spec.class_path,
                     spec.arch_kwargs,
                     list(spec.requires_import),
                     spec.input_channels,
                     spec.output_channels,
-                    allow_init=False,
+                    allow_init=device != "meta",
                     deep_supervision=spec.deep_supervision,
                 )
         except Exception as e:  # constructor errors of arbitrary architectures
@@ -53,7 +63,7 @@ def build_meta_network(spec: NetworkSpec, *, source: str = "") -> torch.nn.Modul
             ) from e
 
 
-def _build_through_trainer(spec: NetworkSpec, *, source: str) -> torch.nn.Module:
+def _build_through_trainer(spec: NetworkSpec, *, source: str, device: str = "meta") -> torch.nn.Module:
     """``Trainer.build_network_architecture`` with the spec's architecture, on the meta device."""
     import copy
     import json
@@ -86,6 +96,7 @@ def _build_through_trainer(spec: NetworkSpec, *, source: str) -> torch.nn.Module
                 spec.input_channels,
                 spec.output_channels,
                 spec.deep_supervision,
+                device=device,
             )
         except BuildError as e:
             raise BuildError(e.message, path=source or None) from e

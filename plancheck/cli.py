@@ -18,6 +18,7 @@ from plancheck.errors import ExitCode, PlancheckError, UsageError
 __all__ = ["main"]
 
 FORMATS = ("text", "json", "markdown")
+TRANSFER_STRATEGIES = ("exact", "encoder", "adapt")
 INTERNAL_ERROR = 4
 
 
@@ -185,6 +186,10 @@ def cli() -> None:
 @click.option("--force", is_flag=True, help="With --fix: overwrite an existing plans file.")
 @click.option("--dry-run", is_flag=True, help="With --fix: print the changes as a diff; write nothing.")
 @_html
+@click.option("--transfer", "transfer_strategy", type=click.Choice(TRANSFER_STRATEGIES), default=None,
+              help="Also show the share of parameters, per part, that plancheck transfer would carry over "
+              "with this strategy (writes nothing).")
+@click.option("--channel-map", default=None, metavar="MAP", help="With --transfer adapt: as for transfer.")
 @_allow_import
 @_common
 @_run
@@ -210,6 +215,8 @@ def check_command(
     force: bool,
     dry_run: bool,
     html: str | None,
+    transfer_strategy: str | None,
+    channel_map: str | None,
     allow_import: tuple[str, ...],
     fmt: str,
 ) -> int:
@@ -231,6 +238,10 @@ def check_command(
     given = [name for name, value in fix_only.items() if value]
     if given and not fix:
         raise UsageError(f"{', '.join(given)} only make sense with --fix")
+    if transfer_strategy and fix:
+        raise UsageError("--transfer and --fix answer different questions: use one at a time")
+    if channel_map and not transfer_strategy:
+        raise UsageError("--channel-map only makes sense with --transfer (or plancheck transfer)")
     prepared = prepare_source(
         source,
         configuration=configuration,
@@ -248,6 +259,8 @@ def check_command(
                           target_dataset_json=target_dataset_json, **target_options)
     report = result.report
     _write_html(html, report)
+    if transfer_strategy:
+        return _check_transfer(prepared, result, transfer_strategy, channel_map, fmt=fmt, problems_only=problems_only)
     if not fix or report.compatible:
         click.echo(render(report, fmt, verbose=not problems_only), nl=False)
         if fix and fmt == "text":
@@ -301,6 +314,121 @@ def _fix(prepared: t.Any, result: t.Any, *, fmt: str, out: str | None, plans_nam
         click.echo(f"Wrote {written}")
         click.echo("Checked again: " + render(after, "text", verbose=False).splitlines()[0])
     return int(ExitCode.OK if after.compatible else ExitCode.INCOMPATIBLE)
+
+
+def _check_transfer(prepared: t.Any, result: t.Any, strategy: str, channel_map: str | None, *, fmt: str,
+                    problems_only: bool) -> int:
+    """check --transfer: the usual report, plus the per-part shares a transfer would reach."""
+    import json
+
+    from plancheck.render import render
+    from plancheck.render_transfer import plan_markdown, plan_text
+    from plancheck.transfer import plan_for
+    from plancheck.transfer_plan import parse_channel_map
+
+    plan = plan_for(prepared, result.target, strategy, parse_channel_map(channel_map))
+    report = result.report
+    if fmt == "json":
+        click.echo(json.dumps({**report.to_dict(), "transfer": plan.to_dict()}, indent=2))
+    else:
+        click.echo(render(report, fmt, verbose=not problems_only), nl=False)
+        click.echo("")
+        click.echo(plan_text(plan) if fmt == "text" else plan_markdown(plan), nl=False)
+    return int(ExitCode.OK if report.compatible else ExitCode.INCOMPATIBLE)
+
+
+@cli.command("transfer")
+@click.argument("source")
+@click.argument("target")
+@click.option("-o", "--out", default=None, metavar="OUT.pth", help="The checkpoint to write (not with --dry-run).")
+@click.option("-c", "--configuration", default=None, metavar="NAME",
+              help="Configuration of the source.  [default: a checkpoint's own configuration, else 3d_fullres]")
+@click.option("--target-configuration", default=None, metavar="NAME", help="Target configuration, if not the source's.")
+@click.option("--strategy", type=click.Choice(TRANSFER_STRATEGIES), default="adapt", show_default=True,
+              help="exact: same key and shape; encoder: exact for the stem and encoder only; adapt: exact, plus "
+              "stages aligned by resolution level and the honest shape rules.")
+@click.option("--channel-map", default=None, metavar="MAP",
+              help="For each target input channel: a source channel index, mean or new (e.g. 0,new).")
+@click.option("--seed", default=0, show_default=True, type=int,
+              help="Seed of nnU-Net's initialisation of the tensors that are not carried over.")
+@click.option("--force", is_flag=True, help="Overwrite an existing OUT.")
+@click.option("--dry-run", is_flag=True, help="Print the report; write nothing.")
+@click.option("-v", "--verbose", is_flag=True, help="List every tensor (text and markdown), copied ones included.")
+@click.option("--source-dataset-json", default=None, metavar="FILE", help="As for check.")
+@click.option("--target-dataset-json", default=None, metavar="FILE", help="As for check.")
+@click.option("-p", "--plans", "plans_identifier", default="nnUNetPlans", show_default=True,
+              metavar="PLANS_IDENTIFIER", help="As for check.")
+@click.option("-tr", "--trainer", default=None, metavar="NAME", help="As for check.")
+@click.option("--target-trainer", default=None, metavar="NAME", help="As for check.")
+@click.option("--fold", default=None, metavar="FOLD", help="As for check.")
+@click.option("--source-plans", default=None, metavar="FILE", help="As for check.")
+@click.option("--trust-checkpoint", is_flag=True, help="As for check: runs code from the file.")
+@click.option("--ignore-trainer", is_flag=True, help="As for check.")
+@_allow_import
+@_common
+@_run
+def transfer_command(
+    source: str,
+    target: str,
+    out: str | None,
+    configuration: str | None,
+    target_configuration: str | None,
+    strategy: str,
+    channel_map: str | None,
+    seed: int,
+    force: bool,
+    dry_run: bool,
+    verbose: bool,
+    source_dataset_json: str | None,
+    target_dataset_json: str | None,
+    plans_identifier: str,
+    trainer: str | None,
+    target_trainer: str | None,
+    fold: str | None,
+    source_plans: str | None,
+    trust_checkpoint: bool,
+    ignore_trainer: bool,
+    allow_import: tuple[str, ...],
+    fmt: str,
+) -> int:
+    """Write a checkpoint for TARGET's own network, carrying every SOURCE tensor that honestly fits.
+
+    \b
+    SOURCE: anything check accepts that carries weights (a checkpoint, a trained-model
+            folder, a dataset ID, a state_dict or .safetensors with --source-plans).
+    TARGET: anything check accepts (its plans stay as they are).
+    Exit codes: 0 written (or dry run) and verified, 1 nothing could be carried over,
+                2 usage error or OUT exists, 3 input that cannot be read,
+                4 the written file failed the read-back check (it was removed).
+    """
+    import plancheck.render_transfer  # noqa: F401  (registers the renderers)
+    from plancheck.render import render
+    from plancheck.transfer import transfer
+
+    result = transfer(
+        source,
+        target,
+        out,
+        configuration=configuration,
+        target_configuration=target_configuration,
+        strategy=strategy,
+        channel_map=channel_map,
+        seed=seed,
+        force=force,
+        dry_run=dry_run,
+        source_dataset_json=source_dataset_json,
+        target_dataset_json=target_dataset_json,
+        plans_identifier=plans_identifier,
+        trainer=trainer,
+        target_trainer=target_trainer,
+        fold=fold,
+        source_plans=source_plans,
+        trust_checkpoint=trust_checkpoint,
+        ignore_trainer=ignore_trainer,
+        allow_import=allow_import,
+    )
+    click.echo(render(result, fmt, verbose=verbose), nl=False)
+    return result.exit_code
 
 
 @cli.command("diff")

@@ -261,13 +261,15 @@ def build_with_trainer(
     num_input_channels: int,
     num_output_channels: int,
     enable_deep_supervision: bool = True,
+    *,
+    device: str = "meta",
 ) -> t.Any:
-    """Call the trainer's ``build_network_architecture`` (either signature) on the meta device."""
+    """Call the trainer's ``build_network_architecture`` (either signature) on ``device`` (meta: shapes only)."""
     import torch
 
     style = trainer_signature(trainer_cls)
     build = getattr(trainer_cls, _BUILD)
-    with torch.device("meta"):
+    with torch.device(device):
         if style == "new":
             return build(plans_manager, configuration_manager, num_input_channels, num_output_channels,
                          enable_deep_supervision)

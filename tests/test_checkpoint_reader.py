@@ -24,16 +24,16 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import plancheck.checkpoint as checkpoint_module
+import plancheck.checkpoint.scan as scan_module
+import plancheck.checkpoint.unpickle as unpickle_module
 from plancheck.checkpoint import (
     ALLOWED_GLOBALS,
     MAX_PICKLE_NESTING,
     Checkpoint,
     TensorRecord,
-    _prescan,
-    _tensor_record_pattern,
     read_checkpoint,
 )
+from plancheck.checkpoint.scan import _prescan, _tensor_record_pattern
 from plancheck.errors import CheckpointError
 from pickle_payloads import Exec as _Exec, System as _System
 
@@ -346,7 +346,7 @@ def test_malformed_numpy_dtype_state_is_refused_not_a_crash(tmp_path):
 
 
 def test_build_cannot_modify_stand_ins(tmp_path):
-    import plancheck.checkpoint as ck
+    import plancheck.checkpoint.unpickle as ck
 
     before = ck._torch_device.__defaults__
     # GLOBAL torch.device; BUILD (None, {"__defaults__": (5,)}) -- on a plain function
@@ -795,7 +795,7 @@ def test_huge_memo_index_is_refused(tmp_path):
 
 # --------------------------------------------------------------------------- pre-scan: the walker
 #
-# plancheck.checkpoint._prescan is a hand-written opcode walker with fast paths. It must
+# plancheck.checkpoint.scan._prescan is a hand-written opcode walker with fast paths. It must
 # decide exactly what the pickletools-based rule below (its previous implementation, kept
 # verbatim as the reference) decides: accept, refuse as too deep, refuse a memo index,
 # or refuse as malformed.
@@ -944,7 +944,7 @@ def test_fast_paths_match_torch_layout(real_pickles):
     assert all(m.group(1) for m in matched)  # each with its name
     # torch.save (protocol 2) writes every tensor of the nnU-Net checkpoint that way, too
     assert len(list(_tensor_record_pattern().finditer(real_pickles[0]))) >= len(state_dict)
-    run, _ = checkpoint_module._dict_entry_patterns()
+    run, _ = scan_module._dict_entry_patterns()
     metadata = pkl.index(_binunicode("_metadata"))
     first = pkl.index(_binunicode("encoder"), metadata)
     m = run.match(pkl, first)
@@ -1004,8 +1004,8 @@ def test_prescan_fast_path_agrees_with_opcode_by_opcode(real_pickles, monkeypatc
     rng = random.Random(7)
     cases = [real_pickles[0]] + [_mutate(rng, real_pickles[0], real_pickles) for _ in range(100)]
     fast = [_verdict(_prescan, pkl) for pkl in cases]
-    monkeypatch.setattr(checkpoint_module, "_tensor_record_pattern", lambda: re.compile(rb"(?!)"))
-    monkeypatch.setattr(checkpoint_module, "_dict_entries", lambda *args: 0)
+    monkeypatch.setattr(scan_module, "_tensor_record_pattern", lambda: re.compile(rb"(?!)"))
+    monkeypatch.setattr(scan_module, "_dict_entries", lambda *args: 0)
     assert [_verdict(_prescan, pkl) for pkl in cases] == fast
 
 
@@ -1345,7 +1345,7 @@ def test_generated_pickles_reach_every_verdict():
 def test_unpickling_in_small_buffers_reads_the_same(nnunet, nnunet_read, monkeypatch):
     # The unpickler peeks at most _UNPICKLE_BUFFER bytes at a time; opcodes straddle the cut.
     for size in (1, 7, 4096):
-        monkeypatch.setattr(checkpoint_module, "_UNPICKLE_BUFFER", size)
+        monkeypatch.setattr(unpickle_module, "_UNPICKLE_BUFFER", size)
         again = read_checkpoint(nnunet[0])
         assert again.state_dict == nnunet_read.state_dict
         assert again.init_args == nnunet_read.init_args
@@ -1353,23 +1353,23 @@ def test_unpickling_in_small_buffers_reads_the_same(nnunet, nnunet_read, monkeyp
 
 
 def test_expected_puts():
-    run = checkpoint_module._expected_puts(0, 70000)
+    run = scan_module._expected_puts(0, 70000)
     assert run.startswith(b"q\x00q\x01q\x02") and run[510:522] == b"q\xffr\x00\x01\x00\x00r\x01\x01\x00\x00"
     for first, stop in ((0, 1), (250, 260), (256, 300), (65530, 65600)):
-        part = checkpoint_module._expected_puts(first, stop)
+        part = scan_module._expected_puts(first, stop)
         assert part == b"".join(_put(k) for k in range(first, stop))
-        assert checkpoint_module._sequential_puts(first, part)
-        assert not checkpoint_module._sequential_puts(first + 1, part)
-        assert not checkpoint_module._sequential_puts(first, part[:-1] + b"\x07")
+        assert scan_module._sequential_puts(first, part)
+        assert not scan_module._sequential_puts(first + 1, part)
+        assert not scan_module._sequential_puts(first, part[:-1] + b"\x07")
     big = 2**31 - 3
-    assert checkpoint_module._sequential_puts(big, _put(big) + _put(big + 1))
+    assert scan_module._sequential_puts(big, _put(big) + _put(big + 1))
 
 
 def test_prescan_past_the_cached_puts(real_pickles, monkeypatch):
     # Past _PUT_RUN_INDICES the fast paths build the PUTs they check against themselves.
-    monkeypatch.setattr(checkpoint_module, "_PUT_RUN", b"")
-    monkeypatch.setattr(checkpoint_module, "_PUT_RUN_INDICES", 300)
+    monkeypatch.setattr(scan_module, "_PUT_RUN", b"")
+    monkeypatch.setattr(scan_module, "_PUT_RUN_INDICES", 300)
     rng = random.Random(11)
     for pkl in [real_pickles[0]] + [_mutate(rng, real_pickles[0], real_pickles) for _ in range(30)]:
         assert_same_verdict(pkl)
-    assert len(checkpoint_module._PUT_RUN) <= checkpoint_module._put_offset(300)
+    assert len(scan_module._PUT_RUN) <= scan_module._put_offset(300)

@@ -1,0 +1,488 @@
+"""``plancheck transfer``: keep the fine-tuning dataset's plans, carry the pretrained weights into its network.
+
+The pipeline: resolve the source (weights) and the target as ``check`` does; build the
+target network on the CPU with nnU-Net's own initialisation (seeded) and the source network
+on the meta device (for its declarations); plan which tensor goes where
+(:mod:`plancheck.transfer_plan`, pure); read only the carried tensors
+(:mod:`plancheck.checkpoint.data`, no code from the file); apply the rules
+(:mod:`plancheck.adapt`); write ``{"network_weights": ..., "plancheck_transfer": ...}``
+atomically, after reading it back with the safe reader and checking it against the target:
+a file that fails that check never takes its name and is removed (:class:`VerifyError`, exit 4).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import os
+import re
+import shlex
+import typing as t
+
+from plancheck.errors import ExitCode, InputError, PlancheckError, UsageError
+from plancheck.transfer_plan import ChannelMap, Layout, Strategy, TransferPlan, parse_channel_map, plan_transfer
+
+if t.TYPE_CHECKING:
+    import torch
+
+    from plancheck.check import PreparedSource
+    from plancheck.report import Report, SideSummary
+    from plancheck.spec import Side
+
+__all__ = ["PROVENANCE_KEY", "TransferResult", "VerifyError", "layout_of", "plan_for", "source_layout", "transfer"]
+
+#: Key of the provenance record in the written checkpoint (next to ``network_weights``).
+PROVENANCE_KEY = "plancheck_transfer"
+DEFAULT_SEED = 0
+_DATASET_ID = re.compile(r"^Dataset(\d{3})_")
+Json = t.Any
+
+
+class VerifyError(PlancheckError):
+    """The written file, read back, does not fit the target (exit 4; the file is removed)."""
+
+    exit_code = 4  # type: ignore[assignment]
+
+
+class OutputExists(UsageError):
+    """OUT exists and ``force`` was not given (exit 2)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class TransferResult:
+    """What a transfer did (or, for a dry run, would do); every renderer reads this."""
+
+    source: SideSummary
+    target: SideSummary
+    plan: TransferPlan
+    out: str | None
+    written: bool
+    dry_run: bool
+    verified: bool
+    seed: int
+    channel_map: ChannelMap | None
+    command: str
+    source_sha256: str | None
+    check: Report  #: the plain check of the pair (what nnU-Net's loader says without the transfer)
+    warnings: tuple[str, ...] = ()
+    notes: tuple[str, ...] = ()
+    bytes_read: int = 0  #: tensor bytes read from the source
+
+    @property
+    def exit_code(self) -> int:
+        return int(ExitCode.INCOMPATIBLE if self.plan.parameters_carried == 0 else ExitCode.OK)
+
+    def to_dict(self) -> dict[str, Json]:
+        from plancheck import __version__
+
+        return {
+            "schema_version": 1,
+            "plancheck_version": __version__,
+            "out": self.out,
+            "written": self.written,
+            "dry_run": self.dry_run,
+            "verified": self.verified,
+            "seed": self.seed,
+            "channel_map": None if self.channel_map is None else list(self.channel_map),
+            "source": {**self.source.to_dict(), "sha256": self.source_sha256},
+            "target": self.target.to_dict(),
+            "transfer": self.plan.to_dict(),
+            "tensors": [r.to_dict() for r in self.plan.tensors],
+            "command": self.command,
+            "check_compatible": self.check.compatible,
+            "warnings": list(self.warnings),
+            "notes": list(self.notes),
+        }
+
+    def __str__(self) -> str:
+        import plancheck.render_transfer  # noqa: F401  (registers the renderers)
+        from plancheck.render import render
+
+        return render(self, "text")
+
+
+# --------------------------------------------------------------------------- layouts
+
+
+def layout_of(network: torch.nn.Module, table: t.Any) -> Layout:
+    """A network's declarations (dynamic_network_architectures' ``key_to_encoder``, ``key_to_stem``,
+    ``keys_to_in_proj``; the decoder's level-indexed module lists) with the shape table to plan on."""
+    import torch
+
+    encoder = getattr(network, "key_to_encoder", None)
+    stem = getattr(network, "key_to_stem", None)
+    in_proj = tuple(getattr(network, "keys_to_in_proj", ()) or ())
+    n_stages = None
+    if isinstance(encoder, str):
+        try:
+            stages = network.get_submodule(encoder)
+            n_stages = len(stages) if isinstance(stages, (torch.nn.ModuleList, torch.nn.Sequential)) else None
+        except AttributeError:
+            encoder = None
+    bottom: list[str] = []
+    decoder = getattr(network, "decoder", None)
+    if n_stages and isinstance(decoder, torch.nn.Module):
+        for name, child in decoder.named_children():
+            if isinstance(child, torch.nn.ModuleList) and len(child) == n_stages - 1:
+                bottom.append(f"decoder.{name}")
+    kinds: dict[str, str] = {}
+    conv_t = torch.nn.modules.conv._ConvTransposeNd
+    conv = torch.nn.modules.conv._ConvNd
+    for name, module in network.named_modules(remove_duplicate=False):
+        if isinstance(module, conv):
+            kinds[f"{name}.weight"] = "transpconv" if isinstance(module, conv_t) else "conv"
+    return Layout(
+        table=table,
+        encoder=encoder if isinstance(encoder, str) else None,
+        stem=stem if isinstance(stem, str) else None,
+        in_proj=in_proj,
+        levels_from_top=(encoder,) if isinstance(encoder, str) else (),
+        levels_from_bottom=tuple(bottom),
+        n_stages=n_stages,
+        kinds=kinds,
+    )
+
+
+def _source_table(prepared: PreparedSource) -> t.Any:
+    return prepared.unprefixed if prepared.unprefixed is not None else prepared.shapes
+
+
+def source_layout(prepared: PreparedSource) -> Layout:
+    """The source as the planner sees it: its actual tensors (key prefixes stripped), and the
+    declarations of the network its own plans describe (built on the meta device).
+
+    This is the seam for other kinds of pretrained checkpoint: one that declares its encoder
+    and stem itself (an nnssl checkpoint's adaptation plan) returns a :class:`Layout` with
+    those declarations and its ``network_weights`` table instead.
+    """
+    from plancheck.build import build_meta_network
+
+    source_network = build_meta_network(prepared.side.spec, source=prepared.side.label)
+    return layout_of(source_network, _source_table(prepared))
+
+
+def plan_for(prepared: PreparedSource, target: Side, strategy: Strategy | str = Strategy.ADAPT,
+             channel_map: ChannelMap | None = None, target_network: torch.nn.Module | None = None) -> TransferPlan:
+    """Plan a transfer from shapes alone (the source's actual tensors, the target's meta network)."""
+    from plancheck.build import build_meta_network, shapes_of_module
+
+    if target_network is None:
+        target_network = build_meta_network(target.spec, source=target.label)
+    return plan_transfer(
+        source_layout(prepared),
+        layout_of(target_network, shapes_of_module(target_network, origin="target network")),
+        strategy,
+        channel_map=channel_map,
+    )
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _plans_identifier(side: Side) -> str:
+    if side.plans.path:
+        return os.path.splitext(os.path.basename(side.plans.path))[0]
+    return side.plans.plans_name or "nnUNetPlans"
+
+
+def train_command(target: Side, out: str | None, trainer: str | None = None) -> str:
+    """``nnUNetv2_train DATASET CONF FOLD -p PLANS -pretrained_weights OUT`` for the target."""
+    match = _DATASET_ID.match(target.plans.dataset_name or "")
+    dataset = str(int(match.group(1))) if match else (target.plans.dataset_name or "DATASET")
+    parts = ["nnUNetv2_train", shlex.quote(dataset), shlex.quote(target.configuration.name), "FOLD",
+             "-p", shlex.quote(_plans_identifier(target))]
+    if trainer and trainer != "nnUNetTrainer":
+        parts += ["-tr", shlex.quote(trainer)]
+    parts += ["-pretrained_weights", shlex.quote(os.path.abspath(out)) if out else "OUT.pth"]
+    return " ".join(parts)
+
+
+def sha256_of(path: str) -> str:
+    with open(path, "rb") as fh:
+        return hashlib.file_digest(fh, "sha256").hexdigest()
+
+
+def _versions() -> dict[str, str | None]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out: dict[str, str | None] = {}
+    for dist in ("torch", "nnunetv2", "dynamic_network_architectures"):
+        try:
+            out[dist] = version(dist)
+        except PackageNotFoundError:
+            out[dist] = None
+    return out
+
+
+def _provenance(result: TransferResult, prepared: PreparedSource, source_bytes: int) -> dict[str, Json]:
+    from plancheck import __version__
+
+    ckpt = prepared.input.checkpoint
+    assert ckpt is not None
+    return {
+        "tool": "plancheck transfer",
+        "plancheck_version": __version__,
+        "versions": _versions(),
+        "strategy": str(result.plan.strategy),
+        "seed": result.seed,
+        "channel_map": None if result.channel_map is None else [str(c) for c in result.channel_map],
+        "source": {
+            "path": os.path.abspath(ckpt.path),
+            "sha256": result.source_sha256,
+            "bytes": source_bytes,
+            "kind": prepared.input.kind,
+            "configuration": prepared.side.configuration.name,
+            "trainer": prepared.input.trainer,
+        },
+        "target": {
+            "plans": result.target.plans,
+            "configuration": result.target.configuration,
+            "network_class": result.target.network_class,
+        },
+        "parameters_total": result.plan.parameters_total,
+        "parameters_carried": result.plan.parameters_carried,
+        "counts": result.plan.counts(),
+        "actions": {r.key: r.label for r in result.plan.tensors},
+        "sources": {r.key: r.source_key for r in result.plan.tensors if r.source_key is not None},
+    }
+
+
+# --------------------------------------------------------------------------- the pipeline
+
+
+def transfer(
+    source: t.Any,
+    target: t.Any,
+    out: str | os.PathLike[str] | None = None,
+    *,
+    configuration: str | None = None,
+    target_configuration: str | None = None,
+    strategy: Strategy | str = Strategy.ADAPT,
+    channel_map: str | ChannelMap | None = None,
+    seed: int = DEFAULT_SEED,
+    force: bool = False,
+    dry_run: bool = False,
+    source_dataset_json: t.Any = None,
+    target_dataset_json: t.Any = None,
+    **options: t.Any,
+) -> TransferResult:
+    """Write a checkpoint for the target's own network carrying every source tensor that honestly fits.
+
+    ``source``: anything :func:`plancheck.check` accepts that carries weights (checkpoint,
+    trained-model folder, dataset ID, bare state_dict or safetensors with ``source_plans``).
+    ``target``: anything ``check`` accepts as a target. ``strategy``: ``exact``, ``encoder``
+    or ``adapt`` (default). ``channel_map``: for each target input channel a source channel
+    index, ``mean`` or ``new`` (``"0,new"``). Tensors not carried keep nnU-Net's own
+    initialisation, drawn with ``seed``. Writes ``out`` atomically (an existing file only with
+    ``force``), reads it back and checks it against the target; ``dry_run`` writes nothing.
+    Other keyword options are those of :func:`plancheck.check`. Raises
+    :class:`~plancheck.errors.PlancheckError` for bad input (exit codes as the CLI's).
+    """
+    from plancheck.check import check_target, prepare_source, split_options
+
+    strategy = _strategy(strategy)
+    cmap = parse_channel_map(channel_map)
+    if type(seed) is not int:
+        raise UsageError(f"--seed must be an integer, not {seed!r}")
+    out_path = None if out is None else os.path.abspath(os.fspath(out))
+    if out_path is None and not dry_run:
+        raise UsageError("transfer needs -o OUT.pth (or --dry-run)")
+    if out_path is not None and not dry_run:
+        if os.path.isdir(out_path):
+            raise UsageError(f"-o {out_path} is a directory; name the checkpoint file to write")
+        if os.path.lexists(out_path) and not force:
+            raise OutputExists("exists; not overwritten (pass --force to replace it)", path=out_path)
+    source_options, target_options = split_options(options)
+    target_options.pop("explain", None)
+    prepared = prepare_source(source, configuration=configuration, source_dataset_json=source_dataset_json,
+                              **source_options)
+    ckpt = prepared.input.checkpoint
+    if ckpt is None:
+        raise InputError("transfer needs weights: this is plans only (give a checkpoint, a trained-model folder, "
+                         "a dataset ID under nnUNet_results, or a state_dict with --source-plans)",
+                         path=prepared.input.label)
+    checked = check_target(prepared, target, target_configuration=target_configuration,
+                           target_dataset_json=target_dataset_json, explain=False, **target_options)
+    tgt = checked.target
+
+    import torch
+
+    from plancheck.build import build_network
+
+    meta = build_network(tgt.spec, source=tgt.label, device="meta")
+    plan = plan_for(prepared, tgt, strategy, cmap, target_network=meta)
+    notes = list(plan.notes)
+    if prepared.prefix:
+        notes.append(f"source keys carry the prefix '{prepared.prefix}': matched without it")
+    trainer = target_options.get("target_trainer") or prepared.trainer_name
+    result = TransferResult(
+        source=prepared.summary, target=checked.report.target, plan=plan, out=out_path, written=False,
+        dry_run=dry_run, verified=False, seed=seed, channel_map=cmap,
+        command=train_command(tgt, out_path, trainer), source_sha256=None, check=checked.report,
+        warnings=_transfer_warnings(prepared), notes=tuple(notes),
+    )
+    if dry_run or plan.parameters_carried == 0:
+        return result
+
+    from plancheck.adapt import apply_steps
+    from plancheck.checkpoint.data import read_tensors, tensor_nbytes
+
+    network = initialised_network(meta, tgt, plan, seed)
+    raw = _raw_keys(prepared)
+    wanted = {r.source_key: raw[r.source_key] for r in plan.carried if r.source_key is not None}
+    state = network.state_dict(keep_vars=True)
+    # copied tensors are read straight into the network's own memory
+    direct = {wanted[r.source_key]: state[r.key].data for r in plan.carried
+              if r.source_key is not None and not r.steps}
+    tensors = read_tensors(ckpt, wanted.values(), into=direct)
+    bytes_read = sum(tensor_nbytes(ckpt.state_dict[k]) for k in wanted.values())
+    with torch.no_grad():
+        for row in plan.carried:
+            assert row.source_key is not None
+            param = state[row.key]
+            value = tensors[wanted[row.source_key]]
+            if value.data_ptr() != param.data_ptr():
+                param.copy_(apply_steps(row.steps, value, param))
+    del tensors
+    digest = sha256_of(ckpt.path)
+    result = dataclasses.replace(result, source_sha256=digest, bytes_read=bytes_read)
+    payload = {
+        "network_weights": {k: v.detach() for k, v in network.state_dict().items()},
+        PROVENANCE_KEY: _provenance(result, prepared, os.path.getsize(ckpt.path)),
+    }
+    written = _write(out_path, payload, force=force, check=lambda tmp: verify(tmp, tgt, shown=out_path))
+    return dataclasses.replace(result, written=True, verified=True, out=written)
+
+
+def initialised_network(meta: torch.nn.Module, target: Side, plan: TransferPlan, seed: int) -> torch.nn.Module:
+    """The target network on the CPU, its tensors that are not carried over initialised as nnU-Net does.
+
+    nnU-Net's construction initialises every module (``reset_parameters``), then
+    ``get_network_from_plans`` applies the network's own ``initialize`` to every module
+    (``network.apply(network.initialize)``: He init, zeroed biases, and for residual
+    encoders the last norm of each block set to zero). Here the same two calls run, in the
+    same order, only on the modules that hold a tensor that is not carried over (and, for
+    ``initialize``, their ancestors), drawing from a generator seeded with ``seed``. A
+    network built by a custom trainer, or with a module that has parameters but no
+    ``reset_parameters``, is built in full on the CPU instead (same seed).
+    """
+    import torch
+
+    from plancheck.build import build_network
+
+    needed = {k for r in plan.tensors if not r.carried or _has_new_channel(r) for k in r.keys}
+    owners: list[torch.nn.Module] = []
+    full = target.spec.trainer is not None
+    for name, module in meta.named_modules():
+        own = [f"{name}.{n}" if name else n for n, _ in
+               (*module.named_parameters(recurse=False), *module.named_buffers(recurse=False))]
+        if any(k in needed for k in own):
+            if not hasattr(module, "reset_parameters"):
+                full = True
+            owners.append(module)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        if full:
+            return build_network(target.spec, source=target.label, device="cpu")
+        network = meta.to_empty(device="cpu")
+        with torch.no_grad():
+            for module in owners:
+                module.reset_parameters()
+            initialize = getattr(network, "initialize", None)
+            if callable(initialize):
+                keep = {id(m) for m in owners}
+                _apply_post_order(network, initialize, keep)
+    return network
+
+
+def _apply_post_order(module: torch.nn.Module, fn: t.Callable[[torch.nn.Module], None], keep: set[int]) -> bool:
+    """``module.apply(fn)`` (children first, then the module) restricted to ``keep`` and their ancestors."""
+    hit = False
+    for child in module.children():
+        hit = _apply_post_order(child, fn, keep) or hit
+    if hit or id(module) in keep:
+        fn(module)
+        return True
+    return False
+
+
+def _has_new_channel(row: t.Any) -> bool:
+    return any(s.channel_map is not None and "new" in s.channel_map for s in row.steps)
+
+
+def _transfer_warnings(prepared: PreparedSource) -> tuple[str, ...]:
+    """The source's warnings, less those about its container: the transfer writes nnU-Net's own."""
+    from plancheck.check import _loader_warnings
+
+    container = set(_loader_warnings(prepared.input))
+    return tuple(w for w in prepared.warnings if w not in container)
+
+
+def _strategy(value: Strategy | str) -> Strategy:
+    try:
+        return Strategy(value)
+    except ValueError:
+        raise UsageError(f"unknown strategy {value!r}; choose exact, encoder or adapt") from None
+
+
+def _raw_keys(prepared: PreparedSource) -> dict[str, str]:
+    """Planned (unprefixed) source key -> the key as stored in the checkpoint."""
+    from plancheck.check import _strip
+
+    ckpt = prepared.input.checkpoint
+    assert ckpt is not None
+    if not prepared.prefix:
+        return {k: k for k in ckpt.state_dict}
+    out: dict[str, str] = {}
+    for key in ckpt.state_dict:
+        out.setdefault(_strip(key)[0], key)
+    return out
+
+
+def _write(path: str | None, payload: dict[str, Json], *, force: bool, check: t.Callable[[str], None]) -> str:
+    import torch
+
+    from plancheck.atomic import atomic_write
+
+    assert path is not None
+    try:
+        return atomic_write(path, lambda fh: torch.save(payload, fh), overwrite=force, check=check)
+    except FileExistsError:
+        raise OutputExists("exists; not overwritten (pass --force to replace it)", path=path) from None
+    except OSError as e:
+        raise InputError(f"cannot write the checkpoint: {e.strerror or e}", path=path) from e
+
+
+def verify(path: str, target: Side, *, shown: str | None = None) -> None:
+    """Read ``path`` back with the safe reader; it must hold every target key, with the target's shapes.
+
+    Raises :class:`VerifyError` (naming ``shown``, default ``path``) on any failure; the
+    caller (:func:`plancheck.atomic.atomic_write`) then removes the file it wrote.
+    """
+    from plancheck.build import network_shapes
+    from plancheck.check import checkpoint_shapes
+    from plancheck.checkpoint import read_checkpoint
+
+    try:
+        ckpt = read_checkpoint(path)
+        expected = network_shapes(target.spec, source=target.label)
+        got = checkpoint_shapes(ckpt)
+        problem = None
+        if ckpt.container_key != "network_weights":
+            problem = f"the weights are under {ckpt.container_key!r}, not 'network_weights'"
+        else:
+            for key, shape in expected.shapes.items():
+                if key not in got.shapes:
+                    problem = f"key {key} is missing"
+                    break
+                if got.shapes[key] != shape:
+                    problem = f"key {key} has shape {got.shapes[key]}, the target needs {shape}"
+                    break
+            extra = [k for k in got.shapes if k not in expected.shapes]
+            if problem is None and extra:
+                problem = f"key {extra[0]} is not in the target network"
+    except PlancheckError as e:
+        problem = f"the safe reader cannot read it back ({e.message})"
+    if problem is not None:
+        raise VerifyError(f"written checkpoint failed the read-back check: {problem}; nothing was written",
+                          path=shown or path)
