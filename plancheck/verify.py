@@ -257,38 +257,17 @@ def _check_divisible(patch: tuple[int, ...], target: Side) -> None:
 # --------------------------------------------------------------------------- the source's weights
 
 
-def _read_checkpoint_tensors(path: str, fmt: str, container_key: str | None) -> dict[str, Json]:
-    """The checkpoint's state_dict as CPU tensors, without running code from the file.
+def _read_checkpoint_tensors(ckpt: t.Any) -> dict[str, Json]:
+    """The checkpoint's state_dict as CPU tensors, read by plancheck's safe data reader.
 
-    THE LEAD PLUGS THE SAFE DATA READER IN HERE (issue 10): until plancheck's checkpoint
-    reader reads tensor data, only files that ``torch.load(weights_only=True)`` accepts as
-    they are (no allowlisting) and safetensors files are read; nnU-Net's own checkpoints
-    hold numpy scalars in ``logging`` and are refused with a clear error.
+    :func:`plancheck.checkpoint.read_tensors` reads the storages that the (already
+    validated, never executed) pickle references, every size, stride and offset checked
+    against the file before anything is allocated: nnU-Net's own ``checkpoint_final.pth``
+    (numpy scalars in ``logging``) is read without unpickling any code.
     """
-    import pickle
+    from plancheck.checkpoint.data import read_tensors
 
-    import torch
-
-    if fmt == "safetensors":
-        from safetensors.torch import load_file
-
-        return dict(load_file(path, device="cpu"))
-    try:
-        with quiet(), captured_warnings():
-            data = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, AttributeError, TypeError, ValueError) as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise CheckpointError(
-            "verify needs the checkpoint's tensor values; torch.load(weights_only=True) refuses this file "
-            f"({first[:120]}), and reading tensor data safely needs plancheck's safe data reader, which this "
-            "version does not have yet; save the state_dict alone with torch.save({'network_weights': sd}) "
-            "or as safetensors",
-            path=path,
-        ) from e
-    state = data.get(container_key) if container_key is not None and isinstance(data, dict) else data
-    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise CheckpointError("no state_dict of tensors found in the file", path=path)
-    return dict(state)
+    return read_tensors(ckpt, list(ckpt.state_dict))
 
 
 def _source_network_weights(side: Side) -> dict[str, Json]:
@@ -341,7 +320,7 @@ def _safe_weights_file(prepared: PreparedSource, folder: str) -> tuple[str, str]
         state = _source_network_weights(prepared.side)
         how = "the source network as nnU-Net initialises it (built on the CPU from the source plans, seed 0)"
     else:
-        state = _read_checkpoint_tensors(ckpt.path, ckpt.format, ckpt.container_key)
+        state = _read_checkpoint_tensors(ckpt)
         how = f"the checkpoint's tensors ({ckpt.path}), re-saved by plancheck as {{'network_weights': ...}}"
     path = os.path.join(folder, "source_weights.pth")
     torch.save({"network_weights": state}, path)

@@ -203,18 +203,39 @@ def test_checkpoint_tensors_are_what_nnunet_loads(tmp_path):
     assert result.exit_code == 0
 
 
-def test_checkpoint_that_needs_the_safe_reader_is_refused(tmp_path, run_cli):
-    """nnU-Net's own checkpoints hold numpy scalars: weights_only refuses them, and nothing is unpickled unsafely."""
+def test_nnunet_checkpoint_is_read_by_the_safe_reader(tmp_path, run_cli):
+    """nnU-Net's own checkpoints hold numpy scalars, which weights_only refuses: plancheck's safe
+    data reader reads their tensors, nnU-Net's loader loads them, and the values arrive."""
+    import pickle
+
     from nnunet_oracle import build_real, nnunet_checkpoint
 
     plans, dj = load(SMALL), load(SMALL_DJ)
     network = build_real(plans, "2d", dj)
+    with torch.no_grad():
+        for p in network.parameters():
+            p.normal_()
     path = tmp_path / "checkpoint_final.pth"
     torch.save(nnunet_checkpoint(network, plans, dj, "2d"), path)
-    with pytest.raises(CheckpointError, match="safe data reader"):
-        verify(path, SMALL, device="cpu", batch_size=2, patch_size=(32, 32), iterations=1)
-    code, out, err = run_cli("verify", path, SMALL, "--batch-size", "2", "--patch-size", "0", "32", "32")
-    assert code == 3 and "weights_only=True" in err and out == ""
+    with pytest.raises(pickle.UnpicklingError):  # the premise: torch's own safe mode refuses the file
+        torch.load(path, weights_only=True)
+    module = sys.modules["plancheck.verify"]
+    real, read = module._read_checkpoint_tensors, {}
+
+    def spy(ckpt):
+        read.update(real(ckpt))
+        return read
+
+    with mock.patch.object(module, "_read_checkpoint_tensors", spy):
+        result = verify(path, SMALL, device="cpu", batch_size=2, patch_size=(32, 32), iterations=1)
+    state = network.state_dict()
+    assert read.keys() == state.keys() and all(torch.equal(read[k], state[k]) for k in state)
+    assert result.weights is not None and result.weights.loaded, result.weights
+    assert result.weights.tensors_checked > 0 and result.weights.tensors_checked == result.weights.tensors_equal
+    assert result.exit_code == 0
+    code, out, err = run_cli("verify", path, SMALL, "--batch-size", "2", "--patch-size", "0", "32", "32",
+                             "--iterations", "1")
+    assert code == 0, err
 
 
 def test_library_surface():
