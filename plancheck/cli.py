@@ -233,6 +233,7 @@ def _fix(prepared: t.Any, result: t.Any, *, fmt: str, out: str | None, plans_nam
     import json
 
     from plancheck.check import check_target
+    import plancheck.render_fix  # noqa: F401  (registers the renderers of FixResult)
     from plancheck.fix import Unfixable, plan_fix, write_fix
     from plancheck.render import render
 
