@@ -41,7 +41,7 @@ from dataclasses import dataclass, replace
 
 from plancheck._nnunet import captured_warnings, quiet
 from plancheck.atomic import atomic_write_text
-from plancheck.errors import FixError, PlancheckError, UsageError
+from plancheck.errors import FixError, InputError, PlancheckError, UsageError
 from plancheck.memory import PlannerReference, estimate_vram, planner_batch_size, planner_reference
 from plancheck.plans import LEGACY_ARCHITECTURE_KEYS, PlansFile, resolve_configuration
 from plancheck.render import OutputFormat
@@ -449,7 +449,7 @@ def _commands(
     out.append(
         f"nnUNetv2_train {ds} {shlex.quote(configuration)} {DEFAULT_FOLD if fold is None else shlex.quote(str(fold))} "
         f"-p {shlex.quote(plans_name)} -pretrained_weights "
-        f"{DEFAULT_CHECKPOINT if checkpoint is None else shlex.quote(os.fspath(checkpoint))}"
+        f"{DEFAULT_CHECKPOINT if checkpoint is None else shlex.quote(os.path.abspath(checkpoint))}"
     )
     return tuple(out)
 
@@ -981,5 +981,5 @@ def write_fix(result: FixResult, *, force: bool = False) -> str:
             "exists; not overwritten (pass --force to replace it, or choose another --plans-name / -o)",
             path=result.path,
         ) from None
-    except OSError as e:
-        raise FixError(f"cannot write the fixed plans: {e.strerror or e}", path=result.path) from e
+    except OSError as e:  # a missing or read-only folder: input that cannot be acted on (exit 3), nothing written
+        raise InputError(f"cannot write the fixed plans: {e.strerror or e}", path=result.path) from e

@@ -55,8 +55,9 @@ TARGET_KINDS = ("plans", "preprocessed-folder", "model-folder", "dataset")
 
 #: Environment variables nnU-Net reads, in the order its dataset-ID lookup searches them.
 ENV_VARS = ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results")
-#: nnU-Net's checkpoint names in a fold folder, in the order plancheck takes them.
-CHECKPOINT_NAMES = ("checkpoint_final.pth", "checkpoint_best.pth")
+#: nnU-Net's checkpoint names in a fold folder, in the order plancheck takes them: the final weights, the best
+#: (by pseudo Dice), and last the latest, which nnUNetTrainer saves during training (an unfinished run has only it).
+CHECKPOINT_NAMES = ("checkpoint_final.pth", "checkpoint_best.pth", "checkpoint_latest.pth")
 #: File names that are checkpoints whatever their first bytes (a damaged one then gets the reader's message).
 CHECKPOINT_SUFFIXES = (".pth", ".pt", ".ckpt", ".bin", ".safetensors", ".model", ".tar", ".zip")
 
@@ -341,11 +342,11 @@ def _model_folder_source(folder: str, fold: str | None, **common: t.Any) -> Sour
             raise InputError(f"no fold_{fold} in the model folder (folds with a checkpoint: {shown})", path=folder)
         ckpt_path = _checkpoint_in(fold_dir)
         if ckpt_path is None:
-            raise InputError(f"fold_{fold} holds neither {' nor '.join(CHECKPOINT_NAMES)}", path=folder)
+            raise InputError(f"fold_{fold} holds none of {', '.join(CHECKPOINT_NAMES)}", path=folder)
     else:
         if not with_checkpoint:
             raise InputError(
-                f"no fold_*/{CHECKPOINT_NAMES[0]} (or {CHECKPOINT_NAMES[1]}) in the model folder "
+                f"no fold_*/{CHECKPOINT_NAMES[0]} (or {', '.join(CHECKPOINT_NAMES[1:])}) in the model folder "
                 f"(folds: {', '.join(folds) or 'none'})",
                 path=folder,
             )
@@ -353,9 +354,17 @@ def _model_folder_source(folder: str, fold: str | None, **common: t.Any) -> Sour
         ckpt_path = _checkpoint_in(os.path.join(folder, with_checkpoint[0]))
         assert ckpt_path is not None
     notes = []
-    if os.path.basename(ckpt_path) != CHECKPOINT_NAMES[0]:
-        notes.append(f"fold_{fold} has no {CHECKPOINT_NAMES[0]}: using {os.path.basename(ckpt_path)}")
-    return _checkpoint_source(ckpt_path, kind="model-folder", fold=fold, model_folder=folder, notes=notes, **common)
+    used = os.path.basename(ckpt_path)
+    if used == CHECKPOINT_NAMES[1]:
+        notes.append(f"fold_{fold} has no {CHECKPOINT_NAMES[0]}: using {used}")
+    source = _checkpoint_source(ckpt_path, kind="model-folder", fold=fold, model_folder=folder, notes=notes, **common)
+    if used == CHECKPOINT_NAMES[2]:
+        latest = (
+            f"fold_{fold} has neither {CHECKPOINT_NAMES[0]} nor {CHECKPOINT_NAMES[1]}: using {used}, the weights "
+            "nnUNetTrainer saves during training (training may not have finished)"
+        )
+        source = _replace(source, warnings=(latest, *source.warnings))
+    return source
 
 
 def _source_dataset_id(arg: str, fold: str | None, trainer: str | None, plans_identifier: str,

@@ -183,3 +183,28 @@ def test_matrix_targets_may_be_folders_and_dataset_ids(run_cli, tmp_path, monkey
     rows = {pathlib.Path(r["target"]).parent.name: r for r in json.loads(out)["rows"]}
     assert rows["Dataset902_CTAnisotropic"]["compatible"] is False
     assert rows["Dataset907_CTIsotropicOther"]["compatible"] is True
+
+
+# --- a --fix that cannot write ----------------------------------------------------------------------------------------
+
+
+def test_fix_into_a_missing_folder_is_an_input_error(run_cli, target_dir, tmp_path):
+    before = _listing(target_dir)
+    code, out, err = run_cli("check", SOURCE, target_dir / "nnUNetPlans.json", "--fix", "-o", tmp_path / "no" / "such")
+    assert code == 3, (out, err)
+    assert len(err.strip().splitlines()) == 1 and "cannot write the fixed plans" in err
+    assert _listing(target_dir) == before and not (tmp_path / "no").exists()
+
+
+def test_fix_into_a_read_only_folder_is_an_input_error(run_cli, target_dir, monkeypatch):
+    import tempfile
+
+    def refuse(*args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(tempfile, "mkstemp", refuse)
+    before = _listing(target_dir)
+    code, out, err = run_cli("check", SOURCE, target_dir / "nnUNetPlans.json", "--fix")
+    assert code == 3, (out, err)
+    assert len(err.strip().splitlines()) == 1 and "Permission denied" in err
+    assert _listing(target_dir) == before

@@ -661,7 +661,7 @@ def test_folds(nnunet_tree, run_cli):
     code, _, err = run_cli("check", model, fixture(D906), "--fold", "3")
     assert code == 3 and "no fold_3 in the model folder (folds with a checkpoint: 1, all)" in one_line(err)
     code, _, err = run_cli("check", model, fixture(D906), "--fold", "0")
-    assert code == 3 and "fold_0 holds neither checkpoint_final.pth nor checkpoint_best.pth" in one_line(err)
+    assert code == 3 and "fold_0 holds none of checkpoint_final.pth, checkpoint_best.pth, checkpoint_latest.pth" in one_line(err)
 
 
 def test_directory_that_is_neither(tmp_path, run_cli):
@@ -669,3 +669,36 @@ def test_directory_that_is_neither(tmp_path, run_cli):
     assert code == 3 and "neither a trained-model folder" in one_line(err)
     code, _, err = run_cli("check", fixture(D906), tmp_path)
     assert code == 3 and "is a directory without nnUNetPlans.json" in one_line(err)
+
+
+def test_latest_checkpoint_is_used_last_and_said(nnunet_tree, run_cli):
+    model = nnunet_tree["model"]
+    fold_0 = model / "fold_0"
+    shutil.copy(nnunet_tree["model"] / "fold_1" / "checkpoint_final.pth", fold_0 / "checkpoint_latest.pth")
+    report = check(model, fixture(D906), fold="0")
+    assert report.compatible
+    assert report.source.details["checkpoint"] == str(fold_0 / "checkpoint_latest.pth")
+    assert any("checkpoint_latest.pth" in w and "fold_0" in w for w in report.warnings)
+    code, out, _ = run_cli("check", model, fixture(D906), "--fold", "0")
+    assert code == 0 and "fold_0/checkpoint_latest.pth" in out and "training may not have finished" in out
+    # final and best still win over latest
+    shutil.copy(nnunet_tree["model"] / "fold_1" / "checkpoint_final.pth", fold_0 / "checkpoint_best.pth")
+    assert check(model, fixture(D906), fold="0").source.details["checkpoint"].endswith("checkpoint_best.pth")
+    # without --fold, the first fold with any checkpoint is taken (fold_0 now has one)
+    assert check(model, fixture(D906)).source.details["fold"] == "0"
+
+
+def test_next_commands_name_the_checkpoint_by_absolute_quoted_path(store, tmp_path, monkeypatch, run_cli):
+    import shlex
+
+    folder = tmp_path / "my weights"
+    folder.mkdir()
+    shutil.copy(store.paths["3d_fullres.pth"], folder / "checkpoint_final.pth")
+    target = pathlib.Path(shutil.copytree(FIXTURES / "Dataset905_CardiacCine", tmp_path / "Dataset905_CardiacCine"))
+    monkeypatch.chdir(tmp_path)
+    code, out, err = run_cli("check", "my weights/checkpoint_final.pth", target / "nnUNetPlans.json", "--fix")
+    assert code == 0, err
+    train = next(line.strip() for line in out.splitlines() if line.strip().startswith("nnUNetv2_train"))
+    words = shlex.split(train)
+    assert words[words.index("-pretrained_weights") + 1] == str(folder / "checkpoint_final.pth")
+    assert shlex.quote(str(folder / "checkpoint_final.pth")) in train
