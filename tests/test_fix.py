@@ -26,7 +26,7 @@ from conftest import ROOT, fixture, fixture_id, fixture_plans, load
 from plancheck import check
 from plancheck.check import load_side
 from plancheck.classpath import resolve_class
-from plancheck.errors import ExitCode, FixError
+from plancheck.errors import ExitCode, FixError, InputError
 from plancheck.fix import (
     FixResult,
     OutputExists,
@@ -296,15 +296,16 @@ def test_a_write_that_fails_midway_leaves_the_old_file(tmp_path, monkeypatch, fa
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(os, failing, boom)
-    with pytest.raises(FixError, match="cannot write the fixed plans"):
+    with pytest.raises(InputError, match="cannot write the fixed plans") as exc:
         write_fix(result, force=True)
+    assert exc.value.exit_code == ExitCode.INPUT
     monkeypatch.undo()
     assert path.read_bytes() == b'{"old": true}\n'
     assert set(_listing(tmp_path)) == {path.name}  # no temporary file left
     # and a new file is not created half-way either
     path.unlink()
     monkeypatch.setattr(os, "fsync", boom)
-    with pytest.raises(FixError):
+    with pytest.raises(InputError):
         write_fix(result)
     monkeypatch.undo()
     assert _listing(tmp_path) == {}
