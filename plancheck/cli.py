@@ -114,8 +114,11 @@ def cli() -> None:
     default="nnUNetPlans",
     show_default=True,
     metavar="PLANS_IDENTIFIER",
-    help="Plans of a dataset ID or preprocessed folder (<PLANS_IDENTIFIER>.json), as nnUNetv2_train -p.",
+    help="Plans of a dataset ID or preprocessed folder (<PLANS_IDENTIFIER>.json), as nnUNetv2_train -p: "
+    "of both sides, unless --target-plans names the target's.",
 )
+@click.option("--target-plans", "target_plans_identifier", default=None, metavar="PLANS_IDENTIFIER",
+              help="Plans of a target dataset ID or preprocessed folder, if not -p's (e.g. the plans --fix wrote).")
 @click.option(
     "-tr",
     "--trainer",
@@ -168,6 +171,7 @@ def check_command(
     source_dataset_json: str | None,
     target_dataset_json: str | None,
     plans_identifier: str,
+    target_plans_identifier: str | None,
     trainer: str | None,
     target_trainer: str | None,
     fold: str | None,
@@ -214,7 +218,8 @@ def check_command(
         trust_checkpoint=trust_checkpoint,
         ignore_trainer=ignore_trainer,
     )
-    target_options = {"plans_identifier": plans_identifier, "target_trainer": target_trainer}
+    target_options = {"plans_identifier": plans_identifier, "target_plans_identifier": target_plans_identifier,
+                      "target_trainer": target_trainer}
     result = check_target(prepared, target, target_configuration=target_configuration,
                           target_dataset_json=target_dataset_json, **target_options)
     report = result.report
@@ -338,7 +343,9 @@ def diff_command(
 @click.option("--source-dataset-json", default=None, metavar="FILE",
               help="Default: the checkpoint's own, or dataset.json next to SOURCE.")
 @click.option("-p", "--plans", "plans_identifier", default="nnUNetPlans", show_default=True,
-              metavar="PLANS_IDENTIFIER", help="Plans of dataset IDs and preprocessed folders.")
+              metavar="PLANS_IDENTIFIER", help="Plans of dataset IDs and preprocessed folders (both sides).")
+@click.option("--target-plans", "target_plans_identifier", default=None, metavar="PLANS_IDENTIFIER",
+              help="Plans of the target dataset IDs and preprocessed folders, if not -p's.")
 @click.option("-tr", "--trainer", default=None, metavar="NAME", help="As for check.")
 @click.option("--target-trainer", default=None, metavar="NAME", help="As for check.")
 @click.option("--fold", default=None, metavar="FOLD", help="As for check.")
@@ -359,6 +366,7 @@ def matrix_command(
     configurations: tuple[str, ...],
     source_dataset_json: str | None,
     plans_identifier: str,
+    target_plans_identifier: str | None,
     trainer: str | None,
     target_trainer: str | None,
     fold: str | None,
@@ -405,6 +413,7 @@ def matrix_command(
         trainer=trainer,
         target_trainer=target_trainer,
         plans_identifier=plans_identifier,
+        target_plans_identifier=target_plans_identifier,
         source_plans=source_plans,
         trust_checkpoint=trust_checkpoint,
         ignore_trainer=ignore_trainer,

@@ -270,6 +270,37 @@ def resolve_source(
     holds a checkpoint. ``trainer`` and ``plans_identifier`` select the model folder of a
     dataset ID, as ``nnUNetv2_train -tr -p`` name it.
     """
+    source = _resolve_source(arg, configuration=configuration, fold=fold, trainer=trainer,
+                             plans_identifier=plans_identifier, source_plans=source_plans,
+                             source_dataset_json=source_dataset_json, trust_checkpoint=trust_checkpoint)
+    if source.kind in ("plans", "preprocessed-folder"):
+        # options that choose or read weights do nothing for plans: say so rather than ignore them
+        unused = {
+            "--fold": (fold is not None, "picks the fold of a trained-model folder or source dataset ID"),
+            "--source-plans": (source_plans is not None, "gives the plans of a state_dict or safetensors SOURCE"),
+            "--trust-checkpoint": (bool(trust_checkpoint), "changes how a checkpoint is read"),
+        }
+        given = [f"{name} ({why})" for name, (was_given, why) in unused.items() if was_given]
+        if given:
+            raise UsageError(
+                f"{'; '.join(given)}: {'it does' if len(given) == 1 else 'they do'} not apply to SOURCE "
+                f"{source.label}, which is {'a plans file' if source.kind == 'plans' else 'a preprocessed folder'} "
+                "(plans, no weights)"
+            )
+    return source
+
+
+def _resolve_source(
+    arg: PathOrData,
+    *,
+    configuration: str | None,
+    fold: int | str | None,
+    trainer: str | None,
+    plans_identifier: str,
+    source_plans: PathOrData | None,
+    source_dataset_json: t.Any,
+    trust_checkpoint: bool,
+) -> SourceInput:
     fold_name = None if fold is None else str(fold)
     if isinstance(arg, (dict, PlansFile)):
         return _plans_source(arg, configuration, source_dataset_json)

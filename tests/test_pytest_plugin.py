@@ -141,10 +141,15 @@ def test_fixture_options_and_assert_incompatible(project: pytest.Pytester) -> No
 
         def test_markdown_failure_text(plancheck):
             plancheck.assert_compatible("{P901}", "{P902}", format="markdown")
+
+        def test_target_plans_identifier(plancheck):
+            report = plancheck.assert_incompatible("{P906}", "plans/Dataset906_SmallImages",
+                                                   target_plans_identifier="nnUNetResEncUNetMPlans")
+            assert report.target.plans.endswith("nnUNetResEncUNetMPlans.json")
         """
     )
     result = project.runpytest("test_pairs.py")
-    result.assert_outcomes(passed=3, failed=1)
+    result.assert_outcomes(passed=4, failed=1)
     result.stdout.fnmatch_lines(
         [
             "*_ test_markdown_failure_text _*",

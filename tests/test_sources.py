@@ -702,3 +702,40 @@ def test_next_commands_name_the_checkpoint_by_absolute_quoted_path(store, tmp_pa
     words = shlex.split(train)
     assert words[words.index("-pretrained_weights") + 1] == str(folder / "checkpoint_final.pth")
     assert shlex.quote(str(folder / "checkpoint_final.pth")) in train
+
+
+def test_target_plans_apply_to_the_target_only(nnunet_tree, run_cli):
+    # -p names both sides (the source's model folder and the target's plans); --target-plans the target's alone
+    code, out, err = run_cli("check", "906", "906", "--target-plans", "nnUNetResEncUNetMPlans", "--format", "json")
+    assert code == 1, err  # a plain U-Net's weights in a ResEnc network
+    d = json.loads(out)
+    assert d["source"]["details"]["model_folder"].endswith("nnUNetTrainer__nnUNetPlans__3d_fullres")
+    assert d["target"]["plans"].endswith("nnUNetResEncUNetMPlans.json")
+    report = check("906", "906", target_plans_identifier="nnUNetResEncUNetMPlans")
+    assert report.target.plans.endswith("nnUNetResEncUNetMPlans.json") and not report.compatible
+    # -p alone still names both
+    code, _, err = run_cli("check", "906", "906", "-p", "nnUNetResEncUNetMPlans")
+    assert code == 3 and "no trained model nnUNetTrainer__nnUNetResEncUNetMPlans__3d_fullres" in one_line(err)
+    code, out, err = run_cli("matrix", "906", "906", "--target-plans", "nnUNetResEncUNetMPlans", "--format", "json")
+    assert code == 1, err
+    assert json.loads(out)["rows"][0]["target"].endswith("nnUNetResEncUNetMPlans.json")
+
+
+@pytest.mark.parametrize(("option", "value"), [("--fold", "0"), ("--trust-checkpoint", None),
+                                               ("--source-plans", str(fixture(D906)))])
+def test_source_options_that_do_nothing_for_plans_are_usage_errors(run_cli, option, value):
+    args = [option] if value is None else [option, value]
+    for command in ("check", "matrix"):
+        code, out, err = run_cli(command, fixture(D901), fixture(D906), *args)
+        assert code == 2, (command, out, err)
+        assert option in one_line(err) and "plans" in one_line(err)
+    keyword = option.lstrip("-").replace("-", "_")
+    from plancheck.errors import UsageError
+
+    with pytest.raises(UsageError, match=option):
+        check(fixture(D901), fixture(D906), **{keyword: True if value is None else value})
+
+
+def test_fold_still_applies_to_checkpoints_and_model_folders(store, nnunet_tree):
+    assert check(nnunet_tree["model"], fixture(D906), fold="1").source.details["fold"] == "1"
+    assert check(store.paths["3d_fullres.pth"], fixture(D906), fold="3").source.details["fold"] == "3"
