@@ -151,10 +151,14 @@ def choose_patch_size(
     divisor: t.Sequence[int],
     median: t.Sequence[float] | None,
     min_edge: int,
+    *,
+    keep_valid: bool = True,
 ) -> tuple[tuple[int, ...], tuple[str, ...]]:
     """A patch size valid for the strides, and the preferences given up for it (one sentence each).
 
-    Hard rules: every axis is a multiple of ``divisor`` (the product of the strides along
+    With ``keep_valid`` (the default), a patch that already keeps the hard rules is kept
+    as it is: nnU-Net's planner chose it for this dataset (only memory may then force a
+    change, which :func:`plan_fix` decides and reports). Hard rules: every axis is a multiple of ``divisor`` (the product of the strides along
     it), and the bottleneck (patch / divisor) holds at least two voxels, because nnU-Net's
     instance normalisation cannot normalise a one-voxel feature map (training stops with
     "Expected more than 1 spatial element"). Among the valid sizes the one nearest ``old``
@@ -175,6 +179,10 @@ def choose_patch_size(
     """
     dim = len(old)
     divisor = [int(d) for d in divisor]
+    if keep_valid and all(int(o) % d == 0 and int(o) >= d for o, d in zip(old, divisor)) and math.prod(
+        int(o) // d for o, d in zip(old, divisor)
+    ) >= 2:
+        return tuple(int(o) for o in old), ()
     medians = [None if median is None else float(median[a]) for a in range(dim)]
     new: list[int] = []
     for axis in range(dim):
@@ -586,6 +594,20 @@ def _fix_architecture(
     )
     memory_old = estimate_vram(target.spec, old_patch, input_channels=in_ch, output_channels=out_ch)
     memory_new = estimate_vram(new_spec, new_patch, input_channels=in_ch, output_channels=out_ch)
+    if new_patch == old_patch and memory_new and planner.budget_ratio(memory_new, dim) > 1:
+        # nnU-Net's patch fits the new strides, but not the planner's memory budget: the planner would shrink it
+        smaller, smaller_given_up = choose_patch_size(
+            old_patch, divisor, median, planner.featuremap_min_edge_length, keep_valid=False
+        )
+        memory_smaller = estimate_vram(new_spec, smaller, input_channels=in_ch, output_channels=out_ch)
+        if smaller != old_patch and memory_smaller is not None and memory_smaller < memory_new:
+            given_up = [
+                f"memory: the target's patch {list(old_patch)} fits the source's strides, but the new network "
+                f"needs about {planner.budget_ratio(memory_new, dim):.1f}x the budget {planner.name} plans for "
+                f"there; patch changed to {list(smaller)}, the nearest valid size within the median image shape",
+                *smaller_given_up,
+            ]
+            new_patch, memory_new = smaller, memory_smaller
     reference = planner.reference(dim)
     old_bs = resolved.get("batch_size")
     old_bs = int(old_bs) if isinstance(old_bs, (int, float)) and not isinstance(old_bs, bool) else None

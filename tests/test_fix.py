@@ -443,6 +443,8 @@ def test_patch_rule_properties(axes, min_edge):
     assert all(p % d == 0 and p >= d for p, d in zip(new, divisor))  # the hard rules
     assert math.prod(p // d for p, d in zip(new, divisor)) >= 2
     for axis, (p, d, m) in enumerate(zip(new, divisor, median)):
+        if new == tuple(old):  # already valid: nnU-Net's choice is kept
+            continue
         within = p <= max(math.ceil(m / d) * d, d)  # not past the median (rounded up to the divisor)
         assert within or any(f"axis {axis} raised" in r for r in reasons)
         assert p // d >= min_edge or any(f"bottleneck edge on axis {axis}" in r for r in reasons)
@@ -472,3 +474,32 @@ def test_patch_decision_is_reported(tmp_path):
     d = json.loads(json.dumps(result.to_dict()))
     assert d["patch"]["given_up"] == list(patch.given_up) and d["changed"] is True
     assert "gave up: " in str(result) and math.isfinite(patch.memory_reference)
+
+
+def test_a_patch_already_divisible_by_the_new_strides_is_kept(tmp_path):
+    """nnU-Net's planner chose 512x448 for Dataset901's 2d; the small-image network's strides (product 8) divide it."""
+    from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
+
+    result = _fix(fixture(D906), fixture(D901), tmp_path, "2d")
+    assert result.patch is not None and result.patch.divisor == (8, 8)
+    assert result.patch.old == result.patch.new == (512, 448)
+    assert not any("patch" in g and "median" in g for g in result.patch.given_up)
+    written = write_fix(result)
+    assert list(PlansManager(written).get_configuration("2d").patch_size) == [512, 448]
+    assert "patch_size" not in {c.path[-1] for c in result.changes if c.path[:2] == ("configurations", "2d")}
+
+
+def test_memory_may_force_a_smaller_patch_and_the_report_says_so(tmp_path, monkeypatch):
+    from plancheck.memory import PlannerReference
+
+    budget = 62_000_000  # between the new network's estimate at 456x448 and at 512x448
+
+    def ratio(self, estimate, dim):
+        return estimate / budget
+
+    monkeypatch.setattr(PlannerReference, "budget_ratio", ratio)
+    result = _fix(fixture(D906), fixture(D901), tmp_path, "2d")
+    patch = result.patch
+    assert patch is not None and patch.old == (512, 448) and patch.new == (456, 448)
+    assert any("memory" in g and "[512, 448]" in g and "[456, 448]" in g for g in patch.given_up)
+    assert "memory" in str(result)
