@@ -780,6 +780,10 @@ def _fix_move(source: Side, target: Side, plans_name: str) -> tuple[dict[str, Js
     lost = [c for c in target_file.data["configurations"] if c not in plans["configurations"]]
     if lost:
         warnings.append(f"configuration(s) of the target's plans not in the moved plans: {', '.join(lost)}")
+    added = [c for c in plans["configurations"] if c not in target_file.data["configurations"]]
+    if added:
+        warnings.append(f"configuration(s) added by the moved plans (the source's, not in the target's plans): "
+                        f"{', '.join(added)}")
     if source.configuration.name != target.configuration.name:
         notes.append(
             f"the moved plans are trained with the source's configuration '{source.configuration.name}' "
@@ -802,17 +806,30 @@ def _strategy(value: str | Strategy) -> Strategy:
 
 def _plans_diff(old: PlansFile, new: PlansFile, old_configuration: str, new_configuration: str,
                 target: Side) -> t.Any:
-    """The diff of the target's plans and the new plans (the changes, and for ``move`` its warnings)."""
+    """Every change from the target's plans to the new plans (the listed changes, and for ``move`` its warnings).
+
+    The fixed configuration first (compared with the one it replaces when the names differ),
+    then every other configuration both files have: the written file changes them too (the
+    moved plans are the source's whole plans; an inheriting configuration gets the new
+    architecture). Plan-wide fields once.
+    """
+    from dataclasses import replace as replace_record
+
     from plancheck.plansdiff import diff
 
-    return diff(
-        old,
-        new,
-        configurations=(old_configuration,),
-        target_configuration=new_configuration,
-        dataset_json_a=target.dataset_json,
-        dataset_json_b=target.dataset_json,
-    )
+    dataset_jsons = {"dataset_json_a": target.dataset_json, "dataset_json_b": target.dataset_json}
+    first = diff(old, new, configurations=(old_configuration,), target_configuration=new_configuration,
+                 **dataset_jsons)
+    others = [name for name in old.data["configurations"]
+              if name in new.data["configurations"] and name not in (old_configuration, new_configuration)]
+    changes = list(first.changes)
+    pairs = list(first.configurations)
+    if others:
+        rest = diff(old, new, configurations=others, **dataset_jsons)
+        seen = {c.path for c in changes}
+        changes += [c for c in rest.changes if c.path not in seen]
+        pairs += rest.configurations
+    return replace_record(first, changes=tuple(changes), configurations=tuple(pairs))
 
 
 def _move_warnings(result: t.Any) -> list[str]:

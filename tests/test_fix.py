@@ -503,3 +503,36 @@ def test_memory_may_force_a_smaller_patch_and_the_report_says_so(tmp_path, monke
     assert patch is not None and patch.old == (512, 448) and patch.new == (456, 448)
     assert any("memory" in g and "[512, 448]" in g and "[456, 448]" in g for g in patch.given_up)
     assert "memory" in str(result)
+
+
+def _nnunet_configurations(plans: dict) -> dict[str, dict]:
+    """Every configuration as nnU-Net's PlansManager resolves it (inherits_from applied)."""
+    import contextlib
+    import io
+
+    from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
+
+    with contextlib.redirect_stdout(io.StringIO()):
+        manager = PlansManager(plans)
+        return {name: manager.get_configuration(name).configuration for name in plans["configurations"]}
+
+
+@pytest.mark.parametrize(("strategy", "source", "target"), [
+    ("move", fixture(D901), fixture(D902)),
+    ("move", fixture(D901, "nnUNetResEncUNetLPlans"), fixture(D905)),
+    ("architecture", fixture(D901), fixture(D902)),  # 3d_cascade_fullres inherits the new architecture
+])
+def test_every_change_of_the_written_file_is_listed(tmp_path, strategy, source, target):
+    result = _fix(source, target, tmp_path, strategy=strategy)
+    old, new = _nnunet_configurations(result.old_plans), _nnunet_configurations(result.new_plans)
+    listed = {c.path[1] for c in result.changes if c.path[:1] == ("configurations",) and len(c.path) > 1}
+    for name in old.keys() & new.keys():
+        if old[name] != new[name]:
+            assert name in listed, (name, sorted(listed))
+    for name in new.keys() - old.keys():
+        assert any(name in w and "added" in w for w in result.warnings), (name, result.warnings)
+    top = {k for k in {*result.old_plans, *result.new_plans} - {"configurations"}
+           if result.old_plans.get(k) != result.new_plans.get(k)}
+    assert top <= {c.path[0] for c in result.changes}
+    text = str(result)
+    assert all(f"configurations.{name}." in text for name in listed)
