@@ -62,6 +62,7 @@ __all__ = [
     "default_plans_name",
     "move_plans",
     "plan_fix",
+    "plan_fixes",
     "plans_json",
     "stride_divisor",
     "write_fix",
@@ -999,6 +1000,98 @@ def plan_fix(
         compatible=True,
         notes=tuple(notes),
     )
+
+
+def plan_fixes(
+    pairs: t.Sequence[tuple[Side, Side]],
+    *,
+    strategy: str | Strategy = Strategy.ARCHITECTURE,
+    plans_name: str | None = None,
+    out: str | os.PathLike[str] | None = None,
+    source_key_prefix: str | None = None,
+    fold: str | int | None = None,
+    checkpoint: str | os.PathLike[str] | None = None,
+    allow_import: t.Iterable[str] = (),
+) -> tuple[FixResult | FixError, ...]:
+    """Fix several configurations of ONE target plans file into one new plans file; write nothing.
+
+    ``pairs`` holds a (source, target) pair per configuration, every target side read from
+    the same plans. Each configuration's fix (:func:`plan_fix`) starts from the plans the
+    fixes before it left, so one file holds them all. Every configuration is then checked
+    again in those final plans, because a later fix can change an earlier configuration
+    (one that inherits from it, or a move that replaces them all): ``compatible`` says
+    whether it loads there. Returns, per pair, its :class:`FixResult` (all sharing
+    ``new_plans``, ``path``, ``plans_name`` and the full list of ``changes``), or the
+    :class:`FixError` (:class:`Unfixable`) that refused it.
+    """
+    from plancheck.build import network_shapes
+    from plancheck.compare import first_failure
+
+    strategy = _strategy(strategy)
+    allow = tuple(allow_import)
+    if not pairs:
+        return ()
+    original = pairs[0][1]
+    current = original.plans
+    outcomes: list[FixResult | FixError] = []
+    for source, target in pairs:
+        if current is not original.plans:
+            with quiet(), captured_warnings():
+                target = prepare_side("target", current, target.configuration.name, target.dataset_json, allow=allow)
+        try:
+            result = plan_fix(source, target, strategy=strategy, plans_name=plans_name, out=out,
+                              source_key_prefix=source_key_prefix, fold=fold, checkpoint=checkpoint,
+                              allow_import=allow)
+        except FixError as e:
+            outcomes.append(e)
+            continue
+        outcomes.append(result)
+        if not result.already_compatible and result.changed:
+            current = PlansFile(data=result.new_plans, path=original.plans.path)
+            plans_name = result.plans_name  # every later configuration goes into the same file
+    changing = [o for o in outcomes if isinstance(o, FixResult) and not o.already_compatible]
+    if not changing:
+        return tuple(outcomes)
+    last = changing[-1]
+    final = PlansFile(data=last.new_plans, path=last.path)
+    changes = _plans_diff(original.plans, final, changing[0].configuration, changing[0].configuration,
+                          original).changes
+    combined: list[FixResult | FixError] = []
+    for (source, target), outcome in zip(pairs, outcomes):
+        if isinstance(outcome, FixError):
+            combined.append(outcome)
+            continue
+        try:
+            with quiet(), captured_warnings():
+                fixed = prepare_side("target", final, outcome.configuration, target.dataset_json, allow=allow)
+            loads = first_failure(network_shapes(source.spec, source=source.label),
+                                  network_shapes(fixed.spec, source=final.label)) is None
+        except PlancheckError:
+            loads = False
+        notes = outcome.notes
+        if outcome.already_compatible:
+            notes = (*notes, f"'{outcome.configuration}' needs no change of its own: the fixes of the other "
+                     "configurations in this file already make it load")
+        combined.append(replace(
+            outcome,
+            plans_name=last.plans_name,
+            path=last.path,
+            old_plans=original.plans.data,
+            new_plans=last.new_plans,
+            changes=changes,
+            already_compatible=False,
+            compatible=loads,
+            notes=notes,
+            commands=_commands(
+                original.plans.dataset_name,
+                last.plans_name,
+                outcome.configuration,
+                preprocess=any(c.startswith("nnUNetv2_preprocess ") for c in outcome.commands),
+                fold=fold,
+                checkpoint=None if checkpoint is None else os.fspath(checkpoint),
+            ),
+        ))
+    return tuple(combined)
 
 
 def write_fix(result: FixResult, *, force: bool = False) -> str:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import typing as t
 from dataclasses import dataclass, field
 
-from plancheck.errors import ExitCode, FixError, PlancheckError
+from plancheck.errors import ExitCode, PlancheckError
 from plancheck.render import OutputFormat, register
 
 __all__ = ["Matrix", "MatrixRow", "matrix"]
@@ -114,16 +114,22 @@ def matrix(
     progress: Progress | None = None,
     **options: t.Any,
 ) -> Matrix:
-    """Check ``source`` against every target in every configuration (default: the source's)."""
+    """Check ``source`` against every target in every configuration (default: the source's).
+
+    The incompatible configurations of one target are fixed together, into one plans file
+    (:func:`plancheck.fix.plan_fixes`); with ``fix=True`` that file is written once and
+    each configuration checked again in the written file.
+    """
     from plancheck.check import check_target, prepare_source, split_options
 
     source_options, target_options = split_options(options)
     configurations = list(configurations or [None])
     prepared = {c: prepare_source(source, configuration=c, **source_options) for c in configurations}
     label = next(iter(prepared.values())).summary.plans
-    jobs = [(tgt, c) for tgt in targets for c in configurations]
+    jobs = [(number, tgt, c) for number, tgt in enumerate(targets) for c in configurations]
     rows: list[MatrixRow] = []
-    for index, (tgt, configuration) in enumerate(jobs):
+    to_fix: dict[int, list[tuple[int, t.Any, t.Any]]] = {}  # target number -> (row index, prepared, result)
+    for index, (number, tgt, configuration) in enumerate(jobs):
         prep = prepared[configuration]
         name = str(tgt)
         if progress is not None:
@@ -135,38 +141,82 @@ def matrix(
             rows.append(MatrixRow(target=name, configuration=cfg, compatible=None, error=str(e)))
             continue
         report = result.report
-        row = MatrixRow(
+        if not report.compatible:
+            to_fix.setdefault(number, []).append((len(rows), prep, result))
+        rows.append(MatrixRow(
             target=result.report.target.plans,
             configuration=report.target.configuration,
             compatible=report.compatible,
             parameter_share=report.summary.parameter_share,
             main_cause=_main_cause(report),
-        )
-        if not report.compatible:
-            row = _with_fix(row, prep, result, fix=fix, force=force, strategy=strategy)
-        rows.append(row)
+        ))
+    for items in to_fix.values():
+        _fix_target(rows, items, fix=fix, force=force, strategy=strategy, target_options=target_options)
     if progress is not None:
         progress(len(jobs), len(jobs), "")
     return Matrix(source=label, rows=tuple(rows), fixed=fix)
 
 
-def _with_fix(row: MatrixRow, prep: t.Any, result: t.Any, *, fix: bool, force: bool, strategy: str) -> MatrixRow:
+def _fix_target(rows: list[MatrixRow], items: list[tuple[int, t.Any, t.Any]], *, fix: bool, force: bool,
+                strategy: str, target_options: dict[str, t.Any]) -> None:
+    """Plan one fix for every incompatible configuration of one target; with ``fix``, write it and re-check it.
+
+    A row counts as fixed only when the written file, read back, loads its configuration.
+    """
     from dataclasses import replace
 
-    from plancheck.fix import plan_fix, write_fix
+    from plancheck.check import check_target
+    from plancheck.fix import FixResult, OutputExists, plan_fixes, write_fix
 
-    try:
-        planned = plan_fix(prep.side, result.target, strategy=strategy, **prep.fix_options())
-    except FixError as e:
-        return replace(row, fixable=False, fix_note=e.message)
+    outcomes = plan_fixes([(prep.side, result.target) for _, prep, result in items], strategy=strategy,
+                          **items[0][1].fix_options())
+    planned: list[tuple[int, t.Any, t.Any, FixResult]] = []
+    for (index, prep, result), outcome in zip(items, outcomes):
+        if isinstance(outcome, FixResult):
+            planned.append((index, prep, result, outcome))
+        else:
+            rows[index] = replace(rows[index], fixable=False, fix_note=outcome.message)
+    if not planned:
+        return
     if not fix:
-        return replace(row, fixable=True, fix_note=f"--fix would write {planned.plans_name}")
+        for index, _, _, outcome in planned:
+            rows[index] = replace(
+                rows[index],
+                fixable=outcome.compatible,
+                fix_note=f"--fix would write {outcome.plans_name}" if outcome.compatible
+                else f"the fix of the other configurations in {outcome.plans_name} does not let this one load",
+            )
+        return
     try:
-        path = write_fix(planned, force=force)
+        path = write_fix(planned[0][3], force=force)
+    except OutputExists as e:
+        for index, _, _, outcome in planned:
+            rows[index] = replace(rows[index], fixable=outcome.compatible, fix_note=f"not written: {e.message}")
+        return
     except PlancheckError as e:
-        return replace(row, fixable=True, fix_note=f"not written: {e.message}")
-    return replace(row, fixable=True, fixed_path=path, fixed_compatible=planned.compatible,
-                   fix_note=f"wrote {planned.plans_name}")
+        for index, _, _, _ in planned:
+            rows[index] = replace(rows[index], fixable=True, error=f"--fix could not write: {e}")
+        return
+    for index, prep, result, outcome in planned:
+        dataset_json = result.target.dataset_json
+        try:
+            after = check_target(
+                prep, path, target_configuration=outcome.configuration,
+                **{**target_options, "explain": False,
+                   "target_dataset_json": None if dataset_json is None else (dataset_json.path or dataset_json.data)},
+            ).report
+        except PlancheckError as e:
+            rows[index] = replace(rows[index], fixable=outcome.compatible, fixed_path=path, fixed_compatible=False,
+                                  fix_note=f"wrote {outcome.plans_name}, which cannot be checked again: {e.message}")
+            continue
+        rows[index] = replace(
+            rows[index],
+            fixable=outcome.compatible,
+            fixed_path=path,
+            fixed_compatible=after.compatible,
+            fix_note=f"wrote {outcome.plans_name}" if after.compatible
+            else f"wrote {outcome.plans_name}, but it does not load this configuration",
+        )
 
 
 def _pct(share: float | None) -> str:

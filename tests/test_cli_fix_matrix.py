@@ -208,3 +208,60 @@ def test_fix_into_a_read_only_folder_is_an_input_error(run_cli, target_dir, monk
     assert code == 3, (out, err)
     assert len(err.strip().splitlines()) == 1 and "Permission denied" in err
     assert _listing(target_dir) == before
+
+
+# --- several configurations of one target: one plans file ------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_matrix_fix_of_several_configurations_writes_one_file_that_loads_each(run_cli, tmp_path):
+    """Each fixed configuration of the written file loads the source's weights in nnU-Net's own loader."""
+    import nnunet_oracle as oracle
+
+    targets = [pathlib.Path(shutil.copytree(FIXTURES / name, tmp_path / name)) / "nnUNetPlans.json"
+               for name in ("Dataset902_CTAnisotropic", "Dataset906_SmallImages")]
+    configurations = ("3d_fullres", "2d")
+    args = ["matrix", SOURCE, *targets, *(a for c in configurations for a in ("-c", c)), "--fix"]
+    code, out, err = run_cli(*args, "--format", "json")
+    assert code == 0, (out, err)
+    rows = json.loads(out)["rows"]
+    assert len(rows) == 4 and all(r["compatible"] is False and r["fixed_compatible"] is True for r in rows)
+    source_plans, source_dataset_json = load(SOURCE), load(SOURCE.parent / "dataset.json")
+    for target in targets:
+        paths = {r["fixed_path"] for r in rows if pathlib.Path(r["target"]).parent == target.parent}
+        assert len(paths) == 1, paths  # one file per target, holding every configuration's fix
+        written = load(paths.pop())
+        target_dataset_json = load(target.parent / "dataset.json")
+        for configuration in configurations:
+            weights = tmp_path / f"source-{configuration}.pth"
+            if not weights.exists():
+                oracle.save_placeholder_weights(
+                    oracle.build_real(source_plans, configuration, source_dataset_json), weights)
+            network = oracle.build_real(written, configuration, target_dataset_json)
+            assert oracle.load_outcome(network, weights).loaded, (target, configuration)
+    # again, without --force: the file exists, every row says so, and none is counted as fixed
+    code, text, _ = run_cli(*args)
+    assert code == 1
+    assert text.startswith("0 of 4 rows load after --fix")
+    assert text.count("not written") == 4
+
+
+def test_matrix_counts_only_what_the_written_file_loads(run_cli, tmp_path, monkeypatch):
+    """A fix that the written file does not bear out is not counted: the rows are checked in the file itself."""
+    import plancheck.fix as fix
+
+    target = pathlib.Path(shutil.copytree(FIXTURES / "Dataset902_CTAnisotropic", tmp_path / "t")) / "nnUNetPlans.json"
+    real_write = fix.write_fix
+
+    def write_then_spoil(result, *, force=False):
+        path = real_write(result, force=force)
+        plans = load(path)
+        plans["configurations"]["2d"] = load(target)["configurations"]["2d"]  # the 2d fix is lost on disk
+        pathlib.Path(path).write_text(json.dumps(plans))
+        return path
+
+    monkeypatch.setattr(fix, "write_fix", write_then_spoil)
+    code, out, _ = run_cli("matrix", SOURCE, target, "-c", "3d_fullres", "-c", "2d", "--fix", "--format", "json")
+    rows = {r["configuration"]: r for r in json.loads(out)["rows"]}
+    assert code == 1
+    assert rows["3d_fullres"]["fixed_compatible"] is True and rows["2d"]["fixed_compatible"] is False
