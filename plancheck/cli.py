@@ -91,13 +91,26 @@ def cli() -> None:
     """
 
 
+def _one_configuration(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -> str | None:
+    """check's -c: one configuration (given twice with different names, it would silently check the last)."""
+    names = list(dict.fromkeys(values))
+    if len(names) > 1:
+        raise click.UsageError(
+            f"check takes one -c/--configuration, got {', '.join(names)}: to check (and --fix) several "
+            f"configurations of a target into one plans file, run plancheck matrix SOURCE TARGET "
+            + " ".join(f"-c {n}" for n in names)
+        )
+    return names[0] if names else None
+
+
 @cli.command("check")
 @click.argument("source")
 @click.argument("target")
 @click.option(
     "-c",
     "--configuration",
-    default=None,
+    multiple=True,
+    callback=_one_configuration,
     metavar="NAME",
     help="Configuration to check.  [default: a checkpoint's own configuration, else 3d_fullres]",
 )

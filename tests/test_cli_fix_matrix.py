@@ -265,3 +265,12 @@ def test_matrix_counts_only_what_the_written_file_loads(run_cli, tmp_path, monke
     rows = {r["configuration"]: r for r in json.loads(out)["rows"]}
     assert code == 1
     assert rows["3d_fullres"]["fixed_compatible"] is True and rows["2d"]["fixed_compatible"] is False
+
+
+def test_check_takes_one_configuration_and_points_to_matrix(run_cli, target_dir):
+    before = _listing(target_dir)
+    code, out, err = run_cli("check", SOURCE, target_dir / "nnUNetPlans.json", "-c", "3d_fullres", "-c", "2d", "--fix")
+    assert code == 2 and out == ""
+    assert "plancheck matrix" in err and "-c 3d_fullres -c 2d" in err
+    assert _listing(target_dir) == before
+    assert run_cli("check", SOURCE, target_dir / "nnUNetPlans.json", "-c", "2d", "-c", "2d")[0] == 1  # same one twice
