@@ -432,6 +432,9 @@ def matrix_command(
         ignore_trainer=ignore_trainer,
     )
     click.echo(render(result, fmt), nl=False)
+    if result.rows and not result.applicable_rows:
+        click.echo("plancheck: error: nothing to check: every combination is not applicable (a side lacks the "
+                   "configuration)", err=True)
     return result.exit_code
 
 

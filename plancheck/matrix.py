@@ -11,7 +11,7 @@ from __future__ import annotations
 import typing as t
 from dataclasses import dataclass, field
 
-from plancheck.errors import ExitCode, PlancheckError
+from plancheck.errors import ConfigurationNotFound, ExitCode, PlancheckError
 from plancheck.render import OutputFormat, register
 
 __all__ = ["Matrix", "MatrixRow", "matrix"]
@@ -34,6 +34,11 @@ class MatrixRow:
     fixed_path: str | None = None
     fixed_compatible: bool | None = None
     error: str | None = None
+    not_applicable: str | None = None  #: why the combination does not exist (a side lacks the configuration)
+
+    @property
+    def applicable(self) -> bool:
+        return self.not_applicable is None
 
     @property
     def ok(self) -> bool:
@@ -52,6 +57,8 @@ class MatrixRow:
             "fixed_path": self.fixed_path,
             "fixed_compatible": self.fixed_compatible,
             "error": self.error,
+            "applicable": self.applicable,
+            "not_applicable": self.not_applicable,
         }
 
 
@@ -63,11 +70,17 @@ class Matrix:
     notes: tuple[str, ...] = field(default=())
 
     @property
+    def applicable_rows(self) -> tuple[MatrixRow, ...]:
+        """The rows whose combination exists; a combination one side lacks is neither a pass nor a failure."""
+        return tuple(r for r in self.rows if r.applicable)
+
+    @property
     def exit_code(self) -> int:
-        """3 if a row could not be checked, else 0 only if every row loads (after fixing)."""
-        if any(r.error for r in self.rows):
+        """3 if a row could not be checked or no row applies, else 0 only if every applicable row loads."""
+        rows = self.applicable_rows
+        if not rows or any(r.error for r in rows):
             return int(ExitCode.INPUT)
-        return int(ExitCode.OK if all(r.ok for r in self.rows) else ExitCode.INCOMPATIBLE)
+        return int(ExitCode.OK if all(r.ok for r in rows) else ExitCode.INCOMPATIBLE)
 
     def to_dict(self) -> dict[str, Json]:
         from plancheck import __version__
@@ -77,7 +90,7 @@ class Matrix:
             "plancheck_version": __version__,
             "source": self.source,
             "fix": self.fixed,
-            "compatible": all(r.ok for r in self.rows) and not any(r.error for r in self.rows),
+            "compatible": bool(self.applicable_rows) and all(r.ok and not r.error for r in self.applicable_rows),
             "rows": [r.to_dict() for r in self.rows],
             "notes": list(self.notes),
         }
@@ -124,19 +137,35 @@ def matrix(
 
     source_options, target_options = split_options(options)
     configurations = list(configurations or [None])
-    prepared = {c: prepare_source(source, configuration=c, **source_options) for c in configurations}
-    label = next(iter(prepared.values())).summary.plans
+    prepared: dict[str | None, t.Any] = {}
+    lacking: dict[str | None, str] = {}  # configuration the source lacks -> why
+    for c in configurations:
+        try:
+            prepared[c] = prepare_source(source, configuration=c, **source_options)
+        except ConfigurationNotFound as e:
+            if len(configurations) == 1 and c is None:
+                raise
+            lacking[c] = f"source has {e.message}"
+    label = next(iter(prepared.values())).summary.plans if prepared else str(source)
     jobs = [(number, tgt, c) for number, tgt in enumerate(targets) for c in configurations]
     rows: list[MatrixRow] = []
     to_fix: dict[int, list[tuple[int, t.Any, t.Any]]] = {}  # target number -> (row index, prepared, result)
     for index, (number, tgt, configuration) in enumerate(jobs):
-        prep = prepared[configuration]
         name = str(tgt)
         if progress is not None:
             progress(index, len(jobs), name)
+        if configuration in lacking:
+            rows.append(MatrixRow(target=name, configuration=str(configuration), compatible=None,
+                                  not_applicable=lacking[configuration]))
+            continue
+        prep = prepared[configuration]
         cfg = configuration or prep.side.configuration.name
         try:
             result = check_target(prep, tgt, target_configuration=configuration, **target_options)
+        except ConfigurationNotFound as e:
+            rows.append(MatrixRow(target=e.path or name, configuration=cfg, compatible=None,
+                                  not_applicable=f"target has {e.message}"))
+            continue
         except PlancheckError as e:
             rows.append(MatrixRow(target=name, configuration=cfg, compatible=None, error=str(e)))
             continue
@@ -229,7 +258,9 @@ def _pct(share: float | None) -> str:
 def _table_rows(m: Matrix) -> list[list[str]]:
     out = []
     for r in m.rows:
-        if r.error:
+        if not r.applicable:
+            verdict = "not applicable"
+        elif r.error:
             verdict = "error"
         elif r.compatible:
             verdict = "compatible"
@@ -238,7 +269,7 @@ def _table_rows(m: Matrix) -> list[list[str]]:
         else:
             verdict = "incompatible"
         fix = "—" if r.fixable is None else ("yes" if r.fixable else "no")
-        note = r.error or r.fix_note or ""
+        note = r.not_applicable or r.error or r.fix_note or ""
         out.append([verdict, r.target, r.configuration, _pct(r.parameter_share), r.main_cause or "—", fix, note])
     return out
 
@@ -247,8 +278,11 @@ _HEADERS = ["verdict", "target", "configuration", "would load", "main root cause
 
 
 def _summary_line(m: Matrix) -> str:
-    ok = sum(r.ok for r in m.rows)
-    return f"{ok} of {len(m.rows)} rows load{' after --fix' if m.fixed else ''}; source: {m.source}"
+    rows = m.applicable_rows
+    ok = sum(r.ok for r in rows)
+    na = len(m.rows) - len(rows)
+    return (f"{ok} of {len(rows)} rows load{' after --fix' if m.fixed else ''}"
+            f"{f' ({na} not applicable)' if na else ''}; source: {m.source}")
 
 
 @register(Matrix, OutputFormat.TEXT)

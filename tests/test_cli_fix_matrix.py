@@ -274,3 +274,36 @@ def test_check_takes_one_configuration_and_points_to_matrix(run_cli, target_dir)
     assert "plancheck matrix" in err and "-c 3d_fullres -c 2d" in err
     assert _listing(target_dir) == before
     assert run_cli("check", SOURCE, target_dir / "nnUNetPlans.json", "-c", "2d", "-c", "2d")[0] == 1  # same one twice
+
+
+# --- combinations one side lacks: not applicable ----------------------------------------------------------------------
+
+
+def test_matrix_rows_a_target_lacks_are_not_applicable(run_cli):
+    ok, lacking = fixture("Dataset907_CTIsotropicOther"), fixture("Dataset906_SmallImages")
+    code, out, err = run_cli("matrix", SOURCE, ok, lacking, "-c", "3d_lowres", "--format", "json")
+    assert code == 0, (out, err)  # the one applicable row loads
+    d = json.loads(out)
+    rows = {pathlib.Path(r["target"]).parent.name: r for r in d["rows"]}
+    na = rows["Dataset906_SmallImages"]
+    assert na["applicable"] is False and na["error"] is None and na["compatible"] is None
+    assert "no configuration '3d_lowres'" in na["not_applicable"]
+    assert rows["Dataset907_CTIsotropicOther"]["applicable"] is True and d["compatible"] is True
+    code, text, _ = run_cli("matrix", SOURCE, ok, lacking, "-c", "3d_lowres")
+    assert code == 0
+    assert text.startswith("1 of 1 rows load (1 not applicable)")
+    assert "not applicable" in text.splitlines()[-1] or any(
+        line.startswith("not applicable") for line in text.splitlines())
+    # an incompatible applicable row still fails the run; the not-applicable one does not count either way
+    assert run_cli("matrix", SOURCE, fixture("Dataset902_CTAnisotropic"), lacking, "-c", "3d_lowres")[0] == 1
+
+
+def test_matrix_configuration_the_source_lacks_is_not_applicable(run_cli):
+    source = fixture("Dataset906_SmallImages")  # 2d and 3d_fullres only
+    code, out, err = run_cli("matrix", source, fixture("Dataset901_CTIsotropic"), "-c", "3d_lowres", "-c", "2d",
+                             "--format", "json")
+    rows = {r["configuration"]: r for r in json.loads(out)["rows"]}
+    assert rows["3d_lowres"]["applicable"] is False and "source" in rows["3d_lowres"]["not_applicable"]
+    assert rows["2d"]["applicable"] is True and code == 1  # 2d is checked (and incompatible)
+    code, _, err = run_cli("matrix", source, fixture("Dataset901_CTIsotropic"), "-c", "3d_lowres")
+    assert code == 3 and "not applicable" in err  # nothing left to check

@@ -276,6 +276,34 @@ def test_dataset_id_target_is_passed_to_the_check(project: pytest.Pytester) -> N
     _no_traceback(result.stdout.str())
 
 
+def test_dataset_id_and_folder_targets_without_the_configuration_are_not_collected(
+    project: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    preprocessed = project.path / "preprocessed"
+    shutil.copytree(FIXTURES / "Dataset906_SmallImages", preprocessed / "Dataset906_SmallImages")
+    shutil.copytree(FIXTURES / "Dataset907_CTIsotropicOther", preprocessed / "Dataset907_CTIsotropicOther")
+    monkeypatch.setenv("nnUNet_preprocessed", str(preprocessed))
+    project.makepyprojecttoml(
+        f"""
+        [[tool.plancheck.check]]
+        source = "{P901}"
+        targets = ["906", "907", "preprocessed/Dataset906_SmallImages"]
+        configurations = ["3d_lowres"]
+        """
+    )
+    result = project.runpytest("-v", "pyproject.toml")
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines_random(
+        [
+            esc("pyproject.toml::plancheck::Dataset901_CTIsotropic->Dataset907[3d_lowres] PASSED*"),
+            esc("not collected: Dataset901_CTIsotropic->Dataset906[3d_lowres]: "
+                "target Dataset906 has no configuration '3d_lowres' (has: 2d, 3d_fullres)"),
+            esc("not collected: Dataset901_CTIsotropic->Dataset906_SmallImages[3d_lowres]: "
+                "target Dataset906_SmallImages has no configuration '3d_lowres' (has: 2d, 3d_fullres)"),
+        ]
+    )
+
+
 @pytest.mark.parametrize("args", [("--plancheck-only",), ("--plancheck-only", "tests", "pyproject.toml")])
 def test_plancheck_only(project: pytest.Pytester, args: tuple[str, ...]) -> None:
     project.makepyprojecttoml(DECLARED)
