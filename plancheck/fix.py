@@ -1069,11 +1069,22 @@ def plan_fixes(
         except PlancheckError:
             loads = False
         notes = outcome.notes
+        identifier = {"data_identifier_kept": outcome.data_identifier_kept,
+                      "data_identifier_note": outcome.data_identifier_note}
         if outcome.already_compatible:
             notes = (*notes, f"'{outcome.configuration}' needs no change of its own: the fixes of the other "
                      "configurations in this file already make it load")
+            old_ident = _data_identifier(original.plans, outcome.configuration)
+            new_ident = _data_identifier(final, outcome.configuration)
+            identifier = {
+                "data_identifier_kept": old_ident == new_ident,
+                "data_identifier_note": f"data_identifier {new_ident} kept" if old_ident == new_ident
+                else f"data_identifier changed from {old_ident} to {new_ident} by the fixes of the other "
+                "configurations: preprocess into the new folder",
+            }
         combined.append(replace(
             outcome,
+            **identifier,
             plans_name=last.plans_name,
             path=last.path,
             old_plans=original.plans.data,
@@ -1092,6 +1103,13 @@ def plan_fixes(
             ),
         ))
     return tuple(combined)
+
+
+def _data_identifier(plans: PlansFile, configuration: str) -> str | None:
+    with contextlib.suppress(PlancheckError, KeyError, TypeError):
+        ident = resolve_configuration(plans, configuration).data.get("data_identifier")
+        return ident if isinstance(ident, str) else None
+    return None
 
 
 def write_fix(result: FixResult, *, force: bool = False) -> str:

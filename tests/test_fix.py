@@ -536,3 +536,38 @@ def test_every_change_of_the_written_file_is_listed(tmp_path, strategy, source, 
     assert top <= {c.path[0] for c in result.changes}
     text = str(result)
     assert all(f"configurations.{name}." in text for name in listed)
+
+
+@pytest.mark.parametrize("strategy", ["architecture", "move"])
+def test_plan_fixes_puts_every_configuration_into_one_file(tmp_path, strategy):
+    from plancheck.fix import plan_fixes
+
+    pairs = [(_side("source", fixture(D901), c), _side("target", fixture(D902), c)) for c in ("3d_fullres", "2d")]
+    results = plan_fixes(pairs, strategy=strategy, out=str(tmp_path))
+    assert all(isinstance(r, FixResult) and r.compatible for r in results)
+    first, second = results
+    assert first.new_plans == second.new_plans and first.path == second.path
+    assert first.plans_name == second.plans_name == "nnUNetPlans_from_Dataset901_CTIsotropic"
+    assert first.old_plans == load(fixture(D902))
+    source = load(fixture(D901))["configurations"]
+    for configuration in ("3d_fullres", "2d"):
+        assert first.new_plans["configurations"][configuration]["architecture"]["arch_kwargs"] == \
+            source[configuration]["architecture"]["arch_kwargs"]
+        # nnU-Net's loader agrees for the one file, per configuration, on meta networks built by plancheck
+        assert check(fixture(D901), first.new_plans, configuration,
+                     target_dataset_json=find_dataset_json(str(fixture(D902))), explain=False).compatible
+    assert [r.configuration for r in results] == ["3d_fullres", "2d"]
+    assert any(f"-p {first.plans_name}" in c and " 2d " in c for c in second.commands)
+    if strategy == "move":  # the first move already brought the source's 2d
+        assert any("needs no change of its own" in n for n in second.notes)
+        assert not second.data_identifier_kept
+
+
+def test_plan_fixes_keeps_what_plans_cannot_fix_apart(tmp_path):
+    from plancheck.fix import plan_fixes
+
+    pairs = [(_side("source", fixture(D901), "3d_fullres"), _side("target", fixture(D902), "3d_fullres")),
+             (_side("source", fixture(D901), "2d"), _side("target", fixture(D902), "3d_fullres"))]
+    fixed, refused = plan_fixes(pairs, out=str(tmp_path))
+    assert isinstance(fixed, FixResult) and fixed.compatible
+    assert isinstance(refused, Unfixable) and "2D weights for a 3D configuration" in refused.message
