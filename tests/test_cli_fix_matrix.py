@@ -307,3 +307,18 @@ def test_matrix_configuration_the_source_lacks_is_not_applicable(run_cli):
     assert rows["2d"]["applicable"] is True and code == 1  # 2d is checked (and incompatible)
     code, _, err = run_cli("matrix", source, fixture("Dataset901_CTIsotropic"), "-c", "3d_lowres")
     assert code == 3 and "not applicable" in err  # nothing left to check
+
+
+def test_matrix_fix_that_cannot_write_is_exit_3(run_cli, target_dir, monkeypatch):
+    import tempfile
+
+    def refuse(*args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(tempfile, "mkstemp", refuse)
+    before = _listing(target_dir)
+    code, out, _ = run_cli("matrix", SOURCE, target_dir / "nnUNetPlans.json", "--fix", "--format", "json")
+    assert code == 3
+    row = json.loads(out)["rows"][0]
+    assert "Permission denied" in row["error"] and row["fixed_compatible"] is None
+    assert _listing(target_dir) == before
