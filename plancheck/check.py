@@ -202,7 +202,8 @@ SOURCE_OPTIONS = frozenset({
     "trust_checkpoint", "ignore_trainer",
 })
 TARGET_OPTIONS = frozenset({
-    "allow_import", "plans_identifier", "target_dataset_json", "target_trainer", "ignore_trainer", "explain",
+    "allow_import", "plans_identifier", "target_plans_identifier", "target_dataset_json", "target_trainer",
+    "ignore_trainer", "explain",
 })
 
 
@@ -328,13 +329,15 @@ def check_target(
     target_dataset_json: DatasetInput = None,
     target_trainer: str | None = None,
     plans_identifier: str = DEFAULT_PLANS_IDENTIFIER,
+    target_plans_identifier: str | None = None,
     allow_import: t.Iterable[str] | None = None,
     ignore_trainer: bool | None = None,
     explain: bool = True,
 ) -> CheckResult:
     """Check one target against a prepared source (see :func:`check`); ``explain=False`` skips attribution."""
     allow = prepared.allow if allow_import is None else tuple(allow_import)
-    tgt_in = resolve_target(target, plans_identifier=plans_identifier, target_dataset_json=target_dataset_json)
+    tgt_in = resolve_target(target, plans_identifier=target_plans_identifier or plans_identifier,
+                            target_dataset_json=target_dataset_json)
     trainers = _Trainers(allow, prepared.ignore_trainer if ignore_trainer is None else ignore_trainer)
     name, by = (target_trainer, "--target-trainer") if target_trainer else (prepared.trainer_name, prepared.trainer_by)
     ref = trainers.get(name, by)
@@ -409,6 +412,7 @@ def check(
     trainer: str | None = None,
     target_trainer: str | None = None,
     plans_identifier: str = DEFAULT_PLANS_IDENTIFIER,
+    target_plans_identifier: str | None = None,
     source_plans: PlansInput | None = None,
     trust_checkpoint: bool = False,
     ignore_trainer: bool = False,
@@ -422,7 +426,8 @@ def check(
     safetensors file (with ``source_plans``), or a dataset ID resolved through
     ``nnUNet_results`` (with ``trainer``, ``plans_identifier`` and ``configuration``).
     ``target``: a plans.json (path or dict), a preprocessed dataset folder, or a dataset
-    ID resolved through ``nnUNet_preprocessed`` (``plans_identifier`` names the plans).
+    ID resolved through ``nnUNet_preprocessed`` (``plans_identifier`` names the plans, of both
+    sides; ``target_plans_identifier``, when given, those of the target alone).
 
     ``configuration`` defaults to a checkpoint's own configuration, else ``3d_fullres``;
     ``target_configuration`` defaults to the source's. Each side's dataset.json defaults
@@ -459,6 +464,7 @@ def check(
         target_dataset_json=target_dataset_json,
         target_trainer=target_trainer,
         plans_identifier=plans_identifier,
+        target_plans_identifier=target_plans_identifier,
         explain=explain,
     ).report
 

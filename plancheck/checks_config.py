@@ -18,8 +18,9 @@ nothing, or a path that does not exist, is a :class:`ConfigError`; an entry that
 a path but looks like a dataset ID (``"996"``, ``"Dataset996_Name"``) is passed through
 to the check unchanged.
 
-This module reads TOML and JSON only: it imports neither torch nor pytest, so the
-pytest plugin (and, later, the command line) can share it.
+This module reads TOML and JSON only (and, for a target dataset ID, runs nnU-Net's own
+dataset-name lookup, which does not import torch): it imports neither torch nor pytest, so
+the pytest plugin (and, later, the command line) can share it.
 """
 
 from __future__ import annotations
@@ -338,20 +339,39 @@ def _read_plans_json(path: str) -> dict[str, Json] | None:
     return data if isinstance(data, dict) else None
 
 
-def _plans_json_of(entry: str) -> str | None:
-    """The plans JSON an entry stands for: itself, or a model folder's ``plans.json``."""
+def _plans_json_of(entry: str, plans_identifier: str | None = None) -> str | None:
+    """The plans JSON an entry stands for: itself, a preprocessed folder's ``<plans_identifier>.json``
+    (when one is given), or a model folder's ``plans.json`` (the order :func:`plancheck.sources.resolve_target` uses)."""
     if os.path.isfile(entry) and entry.endswith(".json"):
         return entry
     if os.path.isdir(entry):
-        candidate = os.path.join(entry, "plans.json")
-        if os.path.isfile(candidate):
-            return candidate
+        names = ([f"{plans_identifier}.json"] if plans_identifier else []) + ["plans.json"]
+        for name in names:
+            candidate = os.path.join(entry, name)
+            if os.path.isfile(candidate):
+                return candidate
     return None
 
 
-def available_configurations(entry: str) -> frozenset[str] | None:
-    """The configurations of a plans file or model folder; ``None`` where they are not known cheaply."""
-    plans_path = _plans_json_of(entry)
+def _dataset_plans_json(entry: str, plans_identifier: str) -> str | None:
+    """A target dataset ID's plans, found by nnU-Net's own lookup (no torch); ``None`` when it does not resolve."""
+    from plancheck.errors import PlancheckError
+    from plancheck.sources import dataset_name
+
+    try:
+        _, folder = dataset_name(entry, var="nnUNet_preprocessed", purpose="collecting declared checks")
+    except PlancheckError:
+        return None  # the check itself reports it, with the folder it tried
+    path = os.path.join(folder, f"{plans_identifier}.json")
+    return path if os.path.isfile(path) else None
+
+
+def available_configurations(entry: str, *, plans_identifier: str | None = None) -> frozenset[str] | None:
+    """The configurations of a plans file, model folder, or (given ``plans_identifier``: as a target) a
+    preprocessed folder or dataset ID; ``None`` where they are not known cheaply."""
+    plans_path = _plans_json_of(entry, plans_identifier)
+    if plans_path is None and plans_identifier and not os.path.exists(entry) and is_dataset_id(entry):
+        plans_path = _dataset_plans_json(entry, plans_identifier)
     if plans_path is None:
         return None
     data = _read_plans_json(plans_path)
@@ -398,9 +418,11 @@ def plan_cases(specs: t.Iterable[CheckSpec]) -> tuple[list[CheckCase], list[NotC
         source_name = display_name(spec.source)
         source_configs = available_configurations(spec.source)
         target_configuration = spec.options.get("target_configuration")
+        target_plans = str(spec.options.get("target_plans_identifier") or spec.options.get("plans_identifier")
+                           or "nnUNetPlans")
         for target in spec.targets:
             target_name = display_name(target)
-            target_configs = available_configurations(target)
+            target_configs = available_configurations(target, plans_identifier=target_plans)
             for configuration in spec.configurations:
                 tc = target_configuration or configuration
                 bracket = configuration if tc == configuration else f"{configuration}->{tc}"

@@ -119,13 +119,26 @@ def cli() -> None:
     """
 
 
+def _one_configuration(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -> str | None:
+    """check's -c: one configuration (given twice with different names, it would silently check the last)."""
+    names = list(dict.fromkeys(values))
+    if len(names) > 1:
+        raise click.UsageError(
+            f"check takes one -c/--configuration, got {', '.join(names)}: to check (and --fix) several "
+            f"configurations of a target into one plans file, run plancheck matrix SOURCE TARGET "
+            + " ".join(f"-c {n}" for n in names)
+        )
+    return names[0] if names else None
+
+
 @cli.command("check")
 @click.argument("source")
 @click.argument("target")
 @click.option(
     "-c",
     "--configuration",
-    default=None,
+    multiple=True,
+    callback=_one_configuration,
     metavar="NAME",
     help="Configuration to check.  [default: a checkpoint's own configuration, else 3d_fullres]",
 )
@@ -142,8 +155,11 @@ def cli() -> None:
     default="nnUNetPlans",
     show_default=True,
     metavar="PLANS_IDENTIFIER",
-    help="Plans of a dataset ID or preprocessed folder (<PLANS_IDENTIFIER>.json), as nnUNetv2_train -p.",
+    help="Plans of a dataset ID or preprocessed folder (<PLANS_IDENTIFIER>.json), as nnUNetv2_train -p: "
+    "of both sides, unless --target-plans names the target's.",
 )
+@click.option("--target-plans", "target_plans_identifier", default=None, metavar="PLANS_IDENTIFIER",
+              help="Plans of a target dataset ID or preprocessed folder, if not -p's (e.g. the plans --fix wrote).")
 @click.option(
     "-tr",
     "--trainer",
@@ -201,6 +217,7 @@ def check_command(
     source_dataset_json: str | None,
     target_dataset_json: str | None,
     plans_identifier: str,
+    target_plans_identifier: str | None,
     trainer: str | None,
     target_trainer: str | None,
     fold: str | None,
@@ -254,7 +271,8 @@ def check_command(
         trust_checkpoint=trust_checkpoint,
         ignore_trainer=ignore_trainer,
     )
-    target_options = {"plans_identifier": plans_identifier, "target_trainer": target_trainer}
+    target_options = {"plans_identifier": plans_identifier, "target_plans_identifier": target_plans_identifier,
+                      "target_trainer": target_trainer}
     result = check_target(prepared, target, target_configuration=target_configuration,
                           target_dataset_json=target_dataset_json, **target_options)
     report = result.report
@@ -276,6 +294,7 @@ def _fix(prepared: t.Any, result: t.Any, *, fmt: str, out: str | None, plans_nam
     import json
 
     from plancheck.check import check_target
+    import plancheck.render_fix  # noqa: F401  (registers the renderers of FixResult)
     from plancheck.fix import Unfixable, plan_fix, write_fix
     from plancheck.render import render
 
@@ -516,7 +535,9 @@ def diff_command(
 @click.option("--source-dataset-json", default=None, metavar="FILE",
               help="Default: the checkpoint's own, or dataset.json next to SOURCE.")
 @click.option("-p", "--plans", "plans_identifier", default="nnUNetPlans", show_default=True,
-              metavar="PLANS_IDENTIFIER", help="Plans of dataset IDs and preprocessed folders.")
+              metavar="PLANS_IDENTIFIER", help="Plans of dataset IDs and preprocessed folders (both sides).")
+@click.option("--target-plans", "target_plans_identifier", default=None, metavar="PLANS_IDENTIFIER",
+              help="Plans of the target dataset IDs and preprocessed folders, if not -p's.")
 @click.option("-tr", "--trainer", default=None, metavar="NAME", help="As for check.")
 @click.option("--target-trainer", default=None, metavar="NAME", help="As for check.")
 @click.option("--fold", default=None, metavar="FOLD", help="As for check.")
@@ -538,6 +559,7 @@ def matrix_command(
     configurations: tuple[str, ...],
     source_dataset_json: str | None,
     plans_identifier: str,
+    target_plans_identifier: str | None,
     trainer: str | None,
     target_trainer: str | None,
     fold: str | None,
@@ -585,6 +607,7 @@ def matrix_command(
         trainer=trainer,
         target_trainer=target_trainer,
         plans_identifier=plans_identifier,
+        target_plans_identifier=target_plans_identifier,
         source_plans=source_plans,
         trust_checkpoint=trust_checkpoint,
         ignore_trainer=ignore_trainer,
@@ -675,6 +698,9 @@ def verify_command(
         allow_import=allow_import,
     )
     click.echo(render(result, fmt), nl=False)
+    if result.rows and not result.applicable_rows:
+        click.echo("plancheck: error: nothing to check: every combination is not applicable (a side lacks the "
+                   "configuration)", err=True)
     return result.exit_code
 
 

@@ -41,10 +41,10 @@ from dataclasses import dataclass, replace
 
 from plancheck._nnunet import captured_warnings, quiet
 from plancheck.atomic import atomic_write_text
-from plancheck.errors import FixError, PlancheckError, UsageError
+from plancheck.errors import FixError, InputError, PlancheckError, UsageError
 from plancheck.memory import PlannerReference, estimate_vram, planner_batch_size, planner_reference
 from plancheck.plans import LEGACY_ARCHITECTURE_KEYS, PlansFile, resolve_configuration
-from plancheck.render import OutputFormat, register
+from plancheck.render import OutputFormat
 from plancheck.spec import Side, prepare_side
 
 if t.TYPE_CHECKING:
@@ -62,6 +62,7 @@ __all__ = [
     "default_plans_name",
     "move_plans",
     "plan_fix",
+    "plan_fixes",
     "plans_json",
     "stride_divisor",
     "write_fix",
@@ -151,10 +152,14 @@ def choose_patch_size(
     divisor: t.Sequence[int],
     median: t.Sequence[float] | None,
     min_edge: int,
+    *,
+    keep_valid: bool = True,
 ) -> tuple[tuple[int, ...], tuple[str, ...]]:
     """A patch size valid for the strides, and the preferences given up for it (one sentence each).
 
-    Hard rules: every axis is a multiple of ``divisor`` (the product of the strides along
+    With ``keep_valid`` (the default), a patch that already keeps the hard rules is kept
+    as it is: nnU-Net's planner chose it for this dataset (only memory may then force a
+    change, which :func:`plan_fix` decides and reports). Hard rules: every axis is a multiple of ``divisor`` (the product of the strides along
     it), and the bottleneck (patch / divisor) holds at least two voxels, because nnU-Net's
     instance normalisation cannot normalise a one-voxel feature map (training stops with
     "Expected more than 1 spatial element"). Among the valid sizes the one nearest ``old``
@@ -175,6 +180,10 @@ def choose_patch_size(
     """
     dim = len(old)
     divisor = [int(d) for d in divisor]
+    if keep_valid and all(int(o) % d == 0 and int(o) >= d for o, d in zip(old, divisor)) and math.prod(
+        int(o) // d for o, d in zip(old, divisor)
+    ) >= 2:
+        return tuple(int(o) for o in old), ()
     medians = [None if median is None else float(median[a]) for a in range(dim)]
     new: list[int] = []
     for axis in range(dim):
@@ -334,6 +343,7 @@ class FixResult:
         }
 
     def __str__(self) -> str:
+        import plancheck.render_fix  # noqa: F401  (registers the renderers of FixResult)
         from plancheck.render import render
 
         return render(self, OutputFormat.TEXT)
@@ -448,7 +458,7 @@ def _commands(
     out.append(
         f"nnUNetv2_train {ds} {shlex.quote(configuration)} {DEFAULT_FOLD if fold is None else shlex.quote(str(fold))} "
         f"-p {shlex.quote(plans_name)} -pretrained_weights "
-        f"{DEFAULT_CHECKPOINT if checkpoint is None else shlex.quote(os.fspath(checkpoint))}"
+        f"{DEFAULT_CHECKPOINT if checkpoint is None else shlex.quote(os.path.abspath(checkpoint))}"
     )
     return tuple(out)
 
@@ -585,6 +595,20 @@ def _fix_architecture(
     )
     memory_old = estimate_vram(target.spec, old_patch, input_channels=in_ch, output_channels=out_ch)
     memory_new = estimate_vram(new_spec, new_patch, input_channels=in_ch, output_channels=out_ch)
+    if new_patch == old_patch and memory_new and planner.budget_ratio(memory_new, dim) > 1:
+        # nnU-Net's patch fits the new strides, but not the planner's memory budget: the planner would shrink it
+        smaller, smaller_given_up = choose_patch_size(
+            old_patch, divisor, median, planner.featuremap_min_edge_length, keep_valid=False
+        )
+        memory_smaller = estimate_vram(new_spec, smaller, input_channels=in_ch, output_channels=out_ch)
+        if smaller != old_patch and memory_smaller is not None and memory_smaller < memory_new:
+            given_up = [
+                f"memory: the target's patch {list(old_patch)} fits the source's strides, but the new network "
+                f"needs about {planner.budget_ratio(memory_new, dim):.1f}x the budget {planner.name} plans for "
+                f"there; patch changed to {list(smaller)}, the nearest valid size within the median image shape",
+                *smaller_given_up,
+            ]
+            new_patch, memory_new = smaller, memory_smaller
     reference = planner.reference(dim)
     old_bs = resolved.get("batch_size")
     old_bs = int(old_bs) if isinstance(old_bs, (int, float)) and not isinstance(old_bs, bool) else None
@@ -757,6 +781,10 @@ def _fix_move(source: Side, target: Side, plans_name: str) -> tuple[dict[str, Js
     lost = [c for c in target_file.data["configurations"] if c not in plans["configurations"]]
     if lost:
         warnings.append(f"configuration(s) of the target's plans not in the moved plans: {', '.join(lost)}")
+    added = [c for c in plans["configurations"] if c not in target_file.data["configurations"]]
+    if added:
+        warnings.append(f"configuration(s) added by the moved plans (the source's, not in the target's plans): "
+                        f"{', '.join(added)}")
     if source.configuration.name != target.configuration.name:
         notes.append(
             f"the moved plans are trained with the source's configuration '{source.configuration.name}' "
@@ -779,17 +807,30 @@ def _strategy(value: str | Strategy) -> Strategy:
 
 def _plans_diff(old: PlansFile, new: PlansFile, old_configuration: str, new_configuration: str,
                 target: Side) -> t.Any:
-    """The diff of the target's plans and the new plans (the changes, and for ``move`` its warnings)."""
+    """Every change from the target's plans to the new plans (the listed changes, and for ``move`` its warnings).
+
+    The fixed configuration first (compared with the one it replaces when the names differ),
+    then every other configuration both files have: the written file changes them too (the
+    moved plans are the source's whole plans; an inheriting configuration gets the new
+    architecture). Plan-wide fields once.
+    """
+    from dataclasses import replace as replace_record
+
     from plancheck.plansdiff import diff
 
-    return diff(
-        old,
-        new,
-        configurations=(old_configuration,),
-        target_configuration=new_configuration,
-        dataset_json_a=target.dataset_json,
-        dataset_json_b=target.dataset_json,
-    )
+    dataset_jsons = {"dataset_json_a": target.dataset_json, "dataset_json_b": target.dataset_json}
+    first = diff(old, new, configurations=(old_configuration,), target_configuration=new_configuration,
+                 **dataset_jsons)
+    others = [name for name in old.data["configurations"]
+              if name in new.data["configurations"] and name not in (old_configuration, new_configuration)]
+    changes = list(first.changes)
+    pairs = list(first.configurations)
+    if others:
+        rest = diff(old, new, configurations=others, **dataset_jsons)
+        seen = {c.path for c in changes}
+        changes += [c for c in rest.changes if c.path not in seen]
+        pairs += rest.configurations
+    return replace_record(first, changes=tuple(changes), configurations=tuple(pairs))
 
 
 def _move_warnings(result: t.Any) -> list[str]:
@@ -961,6 +1002,116 @@ def plan_fix(
     )
 
 
+def plan_fixes(
+    pairs: t.Sequence[tuple[Side, Side]],
+    *,
+    strategy: str | Strategy = Strategy.ARCHITECTURE,
+    plans_name: str | None = None,
+    out: str | os.PathLike[str] | None = None,
+    source_key_prefix: str | None = None,
+    fold: str | int | None = None,
+    checkpoint: str | os.PathLike[str] | None = None,
+    allow_import: t.Iterable[str] = (),
+) -> tuple[FixResult | FixError, ...]:
+    """Fix several configurations of ONE target plans file into one new plans file; write nothing.
+
+    ``pairs`` holds a (source, target) pair per configuration, every target side read from
+    the same plans. Each configuration's fix (:func:`plan_fix`) starts from the plans the
+    fixes before it left, so one file holds them all. Every configuration is then checked
+    again in those final plans, because a later fix can change an earlier configuration
+    (one that inherits from it, or a move that replaces them all): ``compatible`` says
+    whether it loads there. Returns, per pair, its :class:`FixResult` (all sharing
+    ``new_plans``, ``path``, ``plans_name`` and the full list of ``changes``), or the
+    :class:`FixError` (:class:`Unfixable`) that refused it.
+    """
+    from plancheck.build import network_shapes
+    from plancheck.compare import first_failure
+
+    strategy = _strategy(strategy)
+    allow = tuple(allow_import)
+    if not pairs:
+        return ()
+    original = pairs[0][1]
+    current = original.plans
+    outcomes: list[FixResult | FixError] = []
+    for source, target in pairs:
+        if current is not original.plans:
+            with quiet(), captured_warnings():
+                target = prepare_side("target", current, target.configuration.name, target.dataset_json, allow=allow)
+        try:
+            result = plan_fix(source, target, strategy=strategy, plans_name=plans_name, out=out,
+                              source_key_prefix=source_key_prefix, fold=fold, checkpoint=checkpoint,
+                              allow_import=allow)
+        except FixError as e:
+            outcomes.append(e)
+            continue
+        outcomes.append(result)
+        if not result.already_compatible and result.changed:
+            current = PlansFile(data=result.new_plans, path=original.plans.path)
+            plans_name = result.plans_name  # every later configuration goes into the same file
+    changing = [o for o in outcomes if isinstance(o, FixResult) and not o.already_compatible]
+    if not changing:
+        return tuple(outcomes)
+    last = changing[-1]
+    final = PlansFile(data=last.new_plans, path=last.path)
+    changes = _plans_diff(original.plans, final, changing[0].configuration, changing[0].configuration,
+                          original).changes
+    combined: list[FixResult | FixError] = []
+    for (source, target), outcome in zip(pairs, outcomes):
+        if isinstance(outcome, FixError):
+            combined.append(outcome)
+            continue
+        try:
+            with quiet(), captured_warnings():
+                fixed = prepare_side("target", final, outcome.configuration, target.dataset_json, allow=allow)
+            loads = first_failure(network_shapes(source.spec, source=source.label),
+                                  network_shapes(fixed.spec, source=final.label)) is None
+        except PlancheckError:
+            loads = False
+        notes = outcome.notes
+        identifier = {"data_identifier_kept": outcome.data_identifier_kept,
+                      "data_identifier_note": outcome.data_identifier_note}
+        if outcome.already_compatible:
+            notes = (*notes, f"'{outcome.configuration}' needs no change of its own: the fixes of the other "
+                     "configurations in this file already make it load")
+            old_ident = _data_identifier(original.plans, outcome.configuration)
+            new_ident = _data_identifier(final, outcome.configuration)
+            identifier = {
+                "data_identifier_kept": old_ident == new_ident,
+                "data_identifier_note": f"data_identifier {new_ident} kept" if old_ident == new_ident
+                else f"data_identifier changed from {old_ident} to {new_ident} by the fixes of the other "
+                "configurations: preprocess into the new folder",
+            }
+        combined.append(replace(
+            outcome,
+            **identifier,
+            plans_name=last.plans_name,
+            path=last.path,
+            old_plans=original.plans.data,
+            new_plans=last.new_plans,
+            changes=changes,
+            already_compatible=False,
+            compatible=loads,
+            notes=notes,
+            commands=_commands(
+                original.plans.dataset_name,
+                last.plans_name,
+                outcome.configuration,
+                preprocess=any(c.startswith("nnUNetv2_preprocess ") for c in outcome.commands),
+                fold=fold,
+                checkpoint=None if checkpoint is None else os.fspath(checkpoint),
+            ),
+        ))
+    return tuple(combined)
+
+
+def _data_identifier(plans: PlansFile, configuration: str) -> str | None:
+    with contextlib.suppress(PlancheckError, KeyError, TypeError):
+        ident = resolve_configuration(plans, configuration).data.get("data_identifier")
+        return ident if isinstance(ident, str) else None
+    return None
+
+
 def write_fix(result: FixResult, *, force: bool = False) -> str:
     """Write the new plans atomically to ``result.path``; return the path.
 
@@ -980,62 +1131,5 @@ def write_fix(result: FixResult, *, force: bool = False) -> str:
             "exists; not overwritten (pass --force to replace it, or choose another --plans-name / -o)",
             path=result.path,
         ) from None
-    except OSError as e:
-        raise FixError(f"cannot write the fixed plans: {e.strerror or e}", path=result.path) from e
-
-
-# --- renderers ------------------------------------------------------------------------------------------------------
-
-
-def _fmt(value: float | None) -> str:
-    return "—" if value is None else f"{value:,.0f}"
-
-
-@register(FixResult, OutputFormat.TEXT)
-def _fix_text(result: FixResult, verbose: bool) -> str:
-    lines: list[str] = []
-    if result.already_compatible:
-        lines.append(
-            f"ALREADY COMPATIBLE: {result.target} [{result.configuration}] loads the weights of {result.source} "
-            f"[{result.source_configuration}]; nothing to change"
-        )
-    else:
-        lines.append(
-            f"FIXED ({result.strategy}): plans {result.plans_name} [{result.configuration}] load the weights of "
-            f"{result.source} [{result.source_configuration}]"
-        )
-        lines.append(f"Plans file: {result.path or '(no path)'}")
-        if result.changes:
-            lines.append("Changes:")
-            from plancheck.paths import format_path
-
-            for c in result.changes:
-                lines.append(f"  {format_path(c.path)}: {json.dumps(c.source)} -> {json.dumps(c.target)}")
-    p = result.patch
-    if p is not None:
-        lines.append(
-            f"Patch size: {list(p.old)} -> {list(p.new)} (divisible by {list(p.divisor)}; bottleneck {list(p.bottleneck)},"
-            f" planner minimum {p.min_bottleneck_edge})"
-        )
-        lines += [f"  gave up: {g}" for g in p.given_up]
-        planner = p.planner.name if p.planner else "planner"
-        lines.append(
-            f"Memory estimate: {_fmt(p.memory_old)} -> {_fmt(p.memory_new)} (reference {_fmt(p.memory_reference)}, "
-            f"{planner})"
-        )
-        lines.append(f"Batch size: {p.batch_size_old} -> {p.batch_size_new} ({p.batch_size_reason})")
-    lines.append(f"data_identifier: {result.data_identifier_note}")
-    if result.warnings:
-        lines.append("Warnings:")
-        lines += [f"  - {w}" for w in result.warnings]
-    if verbose and (result.notes or (p is not None and p.notes)):
-        lines.append("Notes:")
-        lines += [f"  - {n}" for n in (*result.notes, *(p.notes if p is not None else ()))]
-    lines.append("Next:")
-    lines += [f"  {c}" for c in result.commands]
-    return "\n".join(lines) + "\n"
-
-
-@register(FixResult, OutputFormat.JSON)
-def _fix_json(result: FixResult, verbose: bool) -> str:
-    return json.dumps(result.to_dict(), indent=2) + "\n"
+    except OSError as e:  # a missing or read-only folder: input that cannot be acted on (exit 3), nothing written
+        raise InputError(f"cannot write the fixed plans: {e.strerror or e}", path=result.path) from e

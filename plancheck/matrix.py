@@ -11,7 +11,7 @@ from __future__ import annotations
 import typing as t
 from dataclasses import dataclass, field
 
-from plancheck.errors import ExitCode, FixError, PlancheckError
+from plancheck.errors import ConfigurationNotFound, ExitCode, PlancheckError
 from plancheck.render import OutputFormat, percent, register
 
 __all__ = ["Matrix", "MatrixRow", "matrix"]
@@ -36,6 +36,11 @@ class MatrixRow:
     error: str | None = None
     #: The check behind the row (for the HTML page's detail); not in to_dict().
     report: t.Any = field(default=None, compare=False, repr=False)
+    not_applicable: str | None = None  #: why the combination does not exist (a side lacks the configuration)
+
+    @property
+    def applicable(self) -> bool:
+        return self.not_applicable is None
 
     @property
     def ok(self) -> bool:
@@ -54,6 +59,8 @@ class MatrixRow:
             "fixed_path": self.fixed_path,
             "fixed_compatible": self.fixed_compatible,
             "error": self.error,
+            "applicable": self.applicable,
+            "not_applicable": self.not_applicable,
         }
 
 
@@ -65,11 +72,17 @@ class Matrix:
     notes: tuple[str, ...] = field(default=())
 
     @property
+    def applicable_rows(self) -> tuple[MatrixRow, ...]:
+        """The rows whose combination exists; a combination one side lacks is neither a pass nor a failure."""
+        return tuple(r for r in self.rows if r.applicable)
+
+    @property
     def exit_code(self) -> int:
-        """3 if a row could not be checked, else 0 only if every row loads (after fixing)."""
-        if any(r.error for r in self.rows):
+        """3 if a row could not be checked or no row applies, else 0 only if every applicable row loads."""
+        rows = self.applicable_rows
+        if not rows or any(r.error for r in rows):
             return int(ExitCode.INPUT)
-        return int(ExitCode.OK if all(r.ok for r in self.rows) else ExitCode.INCOMPATIBLE)
+        return int(ExitCode.OK if all(r.ok for r in rows) else ExitCode.INCOMPATIBLE)
 
     def to_dict(self) -> dict[str, Json]:
         from plancheck import __version__
@@ -79,7 +92,7 @@ class Matrix:
             "plancheck_version": __version__,
             "source": self.source,
             "fix": self.fixed,
-            "compatible": all(r.ok for r in self.rows) and not any(r.error for r in self.rows),
+            "compatible": bool(self.applicable_rows) and all(r.ok and not r.error for r in self.applicable_rows),
             "rows": [r.to_dict() for r in self.rows],
             "notes": list(self.notes),
         }
@@ -116,60 +129,126 @@ def matrix(
     progress: Progress | None = None,
     **options: t.Any,
 ) -> Matrix:
-    """Check ``source`` against every target in every configuration (default: the source's)."""
+    """Check ``source`` against every target in every configuration (default: the source's).
+
+    The incompatible configurations of one target are fixed together, into one plans file
+    (:func:`plancheck.fix.plan_fixes`); with ``fix=True`` that file is written once and
+    each configuration checked again in the written file.
+    """
     from plancheck.check import check_target, prepare_source, split_options
 
     source_options, target_options = split_options(options)
     configurations = list(configurations or [None])
-    prepared = {c: prepare_source(source, configuration=c, **source_options) for c in configurations}
-    label = next(iter(prepared.values())).summary.plans
-    jobs = [(tgt, c) for tgt in targets for c in configurations]
+    prepared: dict[str | None, t.Any] = {}
+    lacking: dict[str | None, str] = {}  # configuration the source lacks -> why
+    for c in configurations:
+        try:
+            prepared[c] = prepare_source(source, configuration=c, **source_options)
+        except ConfigurationNotFound as e:
+            if len(configurations) == 1 and c is None:
+                raise
+            lacking[c] = f"source has {e.message}"
+    label = next(iter(prepared.values())).summary.plans if prepared else str(source)
+    jobs = [(number, tgt, c) for number, tgt in enumerate(targets) for c in configurations]
     rows: list[MatrixRow] = []
-    for index, (tgt, configuration) in enumerate(jobs):
-        prep = prepared[configuration]
+    to_fix: dict[int, list[tuple[int, t.Any, t.Any]]] = {}  # target number -> (row index, prepared, result)
+    for index, (number, tgt, configuration) in enumerate(jobs):
         name = str(tgt)
         if progress is not None:
             progress(index, len(jobs), name)
+        if configuration in lacking:
+            rows.append(MatrixRow(target=name, configuration=str(configuration), compatible=None,
+                                  not_applicable=lacking[configuration]))
+            continue
+        prep = prepared[configuration]
         cfg = configuration or prep.side.configuration.name
         try:
             result = check_target(prep, tgt, target_configuration=configuration, **target_options)
+        except ConfigurationNotFound as e:
+            rows.append(MatrixRow(target=e.path or name, configuration=cfg, compatible=None,
+                                  not_applicable=f"target has {e.message}"))
+            continue
         except PlancheckError as e:
             rows.append(MatrixRow(target=name, configuration=cfg, compatible=None, error=str(e)))
             continue
         report = result.report
-        row = MatrixRow(
+        if not report.compatible:
+            to_fix.setdefault(number, []).append((len(rows), prep, result))
+        rows.append(MatrixRow(
             target=result.report.target.plans,
             configuration=report.target.configuration,
             compatible=report.compatible,
             parameter_share=report.summary.parameter_share,
             main_cause=_main_cause(report),
             report=report,
-        )
-        if not report.compatible:
-            row = _with_fix(row, prep, result, fix=fix, force=force, strategy=strategy)
-        rows.append(row)
+        ))
+    for items in to_fix.values():
+        _fix_target(rows, items, fix=fix, force=force, strategy=strategy, target_options=target_options)
     if progress is not None:
         progress(len(jobs), len(jobs), "")
     return Matrix(source=label, rows=tuple(rows), fixed=fix)
 
 
-def _with_fix(row: MatrixRow, prep: t.Any, result: t.Any, *, fix: bool, force: bool, strategy: str) -> MatrixRow:
+def _fix_target(rows: list[MatrixRow], items: list[tuple[int, t.Any, t.Any]], *, fix: bool, force: bool,
+                strategy: str, target_options: dict[str, t.Any]) -> None:
+    """Plan one fix for every incompatible configuration of one target; with ``fix``, write it and re-check it.
+
+    A row counts as fixed only when the written file, read back, loads its configuration.
+    """
     from dataclasses import replace
 
-    from plancheck.fix import plan_fix, write_fix
+    from plancheck.check import check_target
+    from plancheck.fix import FixResult, OutputExists, plan_fixes, write_fix
 
-    try:
-        planned = plan_fix(prep.side, result.target, strategy=strategy, **prep.fix_options())
-    except FixError as e:
-        return replace(row, fixable=False, fix_note=e.message)
+    outcomes = plan_fixes([(prep.side, result.target) for _, prep, result in items], strategy=strategy,
+                          **items[0][1].fix_options())
+    planned: list[tuple[int, t.Any, t.Any, FixResult]] = []
+    for (index, prep, result), outcome in zip(items, outcomes):
+        if isinstance(outcome, FixResult):
+            planned.append((index, prep, result, outcome))
+        else:
+            rows[index] = replace(rows[index], fixable=False, fix_note=outcome.message)
+    if not planned:
+        return
     if not fix:
-        return replace(row, fixable=True, fix_note=f"--fix would write {planned.plans_name}")
+        for index, _, _, outcome in planned:
+            rows[index] = replace(
+                rows[index],
+                fixable=outcome.compatible,
+                fix_note=f"--fix would write {outcome.plans_name}" if outcome.compatible
+                else f"the fix of the other configurations in {outcome.plans_name} does not let this one load",
+            )
+        return
     try:
-        path = write_fix(planned, force=force)
+        path = write_fix(planned[0][3], force=force)
+    except OutputExists as e:
+        for index, _, _, outcome in planned:
+            rows[index] = replace(rows[index], fixable=outcome.compatible, fix_note=f"not written: {e.message}")
+        return
     except PlancheckError as e:
-        return replace(row, fixable=True, fix_note=f"not written: {e.message}")
-    return replace(row, fixable=True, fixed_path=path, fixed_compatible=planned.compatible,
-                   fix_note=f"wrote {planned.plans_name}")
+        for index, _, _, _ in planned:
+            rows[index] = replace(rows[index], fixable=True, error=f"--fix could not write: {e}")
+        return
+    for index, prep, result, outcome in planned:
+        dataset_json = result.target.dataset_json
+        try:
+            after = check_target(
+                prep, path, target_configuration=outcome.configuration,
+                **{**target_options, "explain": False,
+                   "target_dataset_json": None if dataset_json is None else (dataset_json.path or dataset_json.data)},
+            ).report
+        except PlancheckError as e:
+            rows[index] = replace(rows[index], fixable=outcome.compatible, fixed_path=path, fixed_compatible=False,
+                                  fix_note=f"wrote {outcome.plans_name}, which cannot be checked again: {e.message}")
+            continue
+        rows[index] = replace(
+            rows[index],
+            fixable=outcome.compatible,
+            fixed_path=path,
+            fixed_compatible=after.compatible,
+            fix_note=f"wrote {outcome.plans_name}" if after.compatible
+            else f"wrote {outcome.plans_name}, but it does not load this configuration",
+        )
 
 
 def _pct(share: float | None) -> str:
@@ -180,7 +259,9 @@ def _pct(share: float | None) -> str:
 def _table_rows(m: Matrix) -> list[list[str]]:
     out = []
     for r in m.rows:
-        if r.error:
+        if not r.applicable:
+            verdict = "not applicable"
+        elif r.error:
             verdict = "error"
         elif r.compatible:
             verdict = "compatible"
@@ -189,7 +270,7 @@ def _table_rows(m: Matrix) -> list[list[str]]:
         else:
             verdict = "incompatible"
         fix = "—" if r.fixable is None else ("yes" if r.fixable else "no")
-        note = r.error or r.fix_note or ""
+        note = r.not_applicable or r.error or r.fix_note or ""
         out.append([verdict, r.target, r.configuration, _pct(r.parameter_share), r.main_cause or "—", fix, note])
     return out
 
@@ -198,8 +279,11 @@ _HEADERS = ["verdict", "target", "configuration", "would load", "main root cause
 
 
 def _summary_line(m: Matrix) -> str:
-    ok = sum(r.ok for r in m.rows)
-    return f"{ok} of {len(m.rows)} rows load{' after --fix' if m.fixed else ''}; source: {m.source}"
+    rows = m.applicable_rows
+    ok = sum(r.ok for r in rows)
+    na = len(m.rows) - len(rows)
+    return (f"{ok} of {len(rows)} rows load{' after --fix' if m.fixed else ''}"
+            f"{f' ({na} not applicable)' if na else ''}; source: {m.source}")
 
 
 @register(Matrix, OutputFormat.TEXT)

@@ -55,8 +55,9 @@ TARGET_KINDS = ("plans", "preprocessed-folder", "model-folder", "dataset")
 
 #: Environment variables nnU-Net reads, in the order its dataset-ID lookup searches them.
 ENV_VARS = ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results")
-#: nnU-Net's checkpoint names in a fold folder, in the order plancheck takes them.
-CHECKPOINT_NAMES = ("checkpoint_final.pth", "checkpoint_best.pth")
+#: nnU-Net's checkpoint names in a fold folder, in the order plancheck takes them: the final weights, the best
+#: (by pseudo Dice), and last the latest, which nnUNetTrainer saves during training (an unfinished run has only it).
+CHECKPOINT_NAMES = ("checkpoint_final.pth", "checkpoint_best.pth", "checkpoint_latest.pth")
 #: File names that are checkpoints whatever their first bytes (a damaged one then gets the reader's message).
 CHECKPOINT_SUFFIXES = (".pth", ".pt", ".ckpt", ".bin", ".safetensors", ".model", ".tar", ".zip")
 
@@ -269,6 +270,37 @@ def resolve_source(
     holds a checkpoint. ``trainer`` and ``plans_identifier`` select the model folder of a
     dataset ID, as ``nnUNetv2_train -tr -p`` name it.
     """
+    source = _resolve_source(arg, configuration=configuration, fold=fold, trainer=trainer,
+                             plans_identifier=plans_identifier, source_plans=source_plans,
+                             source_dataset_json=source_dataset_json, trust_checkpoint=trust_checkpoint)
+    if source.kind in ("plans", "preprocessed-folder"):
+        # options that choose or read weights do nothing for plans: say so rather than ignore them
+        unused = {
+            "--fold": (fold is not None, "picks the fold of a trained-model folder or source dataset ID"),
+            "--source-plans": (source_plans is not None, "gives the plans of a state_dict or safetensors SOURCE"),
+            "--trust-checkpoint": (bool(trust_checkpoint), "changes how a checkpoint is read"),
+        }
+        given = [f"{name} ({why})" for name, (was_given, why) in unused.items() if was_given]
+        if given:
+            raise UsageError(
+                f"{'; '.join(given)}: {'it does' if len(given) == 1 else 'they do'} not apply to SOURCE "
+                f"{source.label}, which is {'a plans file' if source.kind == 'plans' else 'a preprocessed folder'} "
+                "(plans, no weights)"
+            )
+    return source
+
+
+def _resolve_source(
+    arg: PathOrData,
+    *,
+    configuration: str | None,
+    fold: int | str | None,
+    trainer: str | None,
+    plans_identifier: str,
+    source_plans: PathOrData | None,
+    source_dataset_json: t.Any,
+    trust_checkpoint: bool,
+) -> SourceInput:
     fold_name = None if fold is None else str(fold)
     if isinstance(arg, (dict, PlansFile)):
         return _plans_source(arg, configuration, source_dataset_json)
@@ -341,11 +373,11 @@ def _model_folder_source(folder: str, fold: str | None, **common: t.Any) -> Sour
             raise InputError(f"no fold_{fold} in the model folder (folds with a checkpoint: {shown})", path=folder)
         ckpt_path = _checkpoint_in(fold_dir)
         if ckpt_path is None:
-            raise InputError(f"fold_{fold} holds neither {' nor '.join(CHECKPOINT_NAMES)}", path=folder)
+            raise InputError(f"fold_{fold} holds none of {', '.join(CHECKPOINT_NAMES)}", path=folder)
     else:
         if not with_checkpoint:
             raise InputError(
-                f"no fold_*/{CHECKPOINT_NAMES[0]} (or {CHECKPOINT_NAMES[1]}) in the model folder "
+                f"no fold_*/{CHECKPOINT_NAMES[0]} (or {', '.join(CHECKPOINT_NAMES[1:])}) in the model folder "
                 f"(folds: {', '.join(folds) or 'none'})",
                 path=folder,
             )
@@ -353,9 +385,17 @@ def _model_folder_source(folder: str, fold: str | None, **common: t.Any) -> Sour
         ckpt_path = _checkpoint_in(os.path.join(folder, with_checkpoint[0]))
         assert ckpt_path is not None
     notes = []
-    if os.path.basename(ckpt_path) != CHECKPOINT_NAMES[0]:
-        notes.append(f"fold_{fold} has no {CHECKPOINT_NAMES[0]}: using {os.path.basename(ckpt_path)}")
-    return _checkpoint_source(ckpt_path, kind="model-folder", fold=fold, model_folder=folder, notes=notes, **common)
+    used = os.path.basename(ckpt_path)
+    if used == CHECKPOINT_NAMES[1]:
+        notes.append(f"fold_{fold} has no {CHECKPOINT_NAMES[0]}: using {used}")
+    source = _checkpoint_source(ckpt_path, kind="model-folder", fold=fold, model_folder=folder, notes=notes, **common)
+    if used == CHECKPOINT_NAMES[2]:
+        latest = (
+            f"fold_{fold} has neither {CHECKPOINT_NAMES[0]} nor {CHECKPOINT_NAMES[1]}: using {used}, the weights "
+            "nnUNetTrainer saves during training (training may not have finished)"
+        )
+        source = _replace(source, warnings=(latest, *source.warnings))
+    return source
 
 
 def _source_dataset_id(arg: str, fold: str | None, trainer: str | None, plans_identifier: str,

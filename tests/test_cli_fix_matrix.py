@@ -183,3 +183,142 @@ def test_matrix_targets_may_be_folders_and_dataset_ids(run_cli, tmp_path, monkey
     rows = {pathlib.Path(r["target"]).parent.name: r for r in json.loads(out)["rows"]}
     assert rows["Dataset902_CTAnisotropic"]["compatible"] is False
     assert rows["Dataset907_CTIsotropicOther"]["compatible"] is True
+
+
+# --- a --fix that cannot write ----------------------------------------------------------------------------------------
+
+
+def test_fix_into_a_missing_folder_is_an_input_error(run_cli, target_dir, tmp_path):
+    before = _listing(target_dir)
+    code, out, err = run_cli("check", SOURCE, target_dir / "nnUNetPlans.json", "--fix", "-o", tmp_path / "no" / "such")
+    assert code == 3, (out, err)
+    assert len(err.strip().splitlines()) == 1 and "cannot write the fixed plans" in err
+    assert _listing(target_dir) == before and not (tmp_path / "no").exists()
+
+
+def test_fix_into_a_read_only_folder_is_an_input_error(run_cli, target_dir, monkeypatch):
+    import tempfile
+
+    def refuse(*args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(tempfile, "mkstemp", refuse)
+    before = _listing(target_dir)
+    code, out, err = run_cli("check", SOURCE, target_dir / "nnUNetPlans.json", "--fix")
+    assert code == 3, (out, err)
+    assert len(err.strip().splitlines()) == 1 and "Permission denied" in err
+    assert _listing(target_dir) == before
+
+
+# --- several configurations of one target: one plans file ------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_matrix_fix_of_several_configurations_writes_one_file_that_loads_each(run_cli, tmp_path):
+    """Each fixed configuration of the written file loads the source's weights in nnU-Net's own loader."""
+    import nnunet_oracle as oracle
+
+    targets = [pathlib.Path(shutil.copytree(FIXTURES / name, tmp_path / name)) / "nnUNetPlans.json"
+               for name in ("Dataset902_CTAnisotropic", "Dataset906_SmallImages")]
+    configurations = ("3d_fullres", "2d")
+    args = ["matrix", SOURCE, *targets, *(a for c in configurations for a in ("-c", c)), "--fix"]
+    code, out, err = run_cli(*args, "--format", "json")
+    assert code == 0, (out, err)
+    rows = json.loads(out)["rows"]
+    assert len(rows) == 4 and all(r["compatible"] is False and r["fixed_compatible"] is True for r in rows)
+    source_plans, source_dataset_json = load(SOURCE), load(SOURCE.parent / "dataset.json")
+    for target in targets:
+        paths = {r["fixed_path"] for r in rows if pathlib.Path(r["target"]).parent == target.parent}
+        assert len(paths) == 1, paths  # one file per target, holding every configuration's fix
+        written = load(paths.pop())
+        target_dataset_json = load(target.parent / "dataset.json")
+        for configuration in configurations:
+            weights = tmp_path / f"source-{configuration}.pth"
+            if not weights.exists():
+                oracle.save_placeholder_weights(
+                    oracle.build_real(source_plans, configuration, source_dataset_json), weights)
+            network = oracle.build_real(written, configuration, target_dataset_json)
+            assert oracle.load_outcome(network, weights).loaded, (target, configuration)
+    # again, without --force: the file exists, every row says so, and none is counted as fixed
+    code, text, _ = run_cli(*args)
+    assert code == 1
+    assert text.startswith("0 of 4 rows load after --fix")
+    assert text.count("not written") == 4
+
+
+def test_matrix_counts_only_what_the_written_file_loads(run_cli, tmp_path, monkeypatch):
+    """A fix that the written file does not bear out is not counted: the rows are checked in the file itself."""
+    import plancheck.fix as fix
+
+    target = pathlib.Path(shutil.copytree(FIXTURES / "Dataset902_CTAnisotropic", tmp_path / "t")) / "nnUNetPlans.json"
+    real_write = fix.write_fix
+
+    def write_then_spoil(result, *, force=False):
+        path = real_write(result, force=force)
+        plans = load(path)
+        plans["configurations"]["2d"] = load(target)["configurations"]["2d"]  # the 2d fix is lost on disk
+        pathlib.Path(path).write_text(json.dumps(plans))
+        return path
+
+    monkeypatch.setattr(fix, "write_fix", write_then_spoil)
+    code, out, _ = run_cli("matrix", SOURCE, target, "-c", "3d_fullres", "-c", "2d", "--fix", "--format", "json")
+    rows = {r["configuration"]: r for r in json.loads(out)["rows"]}
+    assert code == 1
+    assert rows["3d_fullres"]["fixed_compatible"] is True and rows["2d"]["fixed_compatible"] is False
+
+
+def test_check_takes_one_configuration_and_points_to_matrix(run_cli, target_dir):
+    before = _listing(target_dir)
+    code, out, err = run_cli("check", SOURCE, target_dir / "nnUNetPlans.json", "-c", "3d_fullres", "-c", "2d", "--fix")
+    assert code == 2 and out == ""
+    assert "plancheck matrix" in err and "-c 3d_fullres -c 2d" in err
+    assert _listing(target_dir) == before
+    assert run_cli("check", SOURCE, target_dir / "nnUNetPlans.json", "-c", "2d", "-c", "2d")[0] == 1  # same one twice
+
+
+# --- combinations one side lacks: not applicable ----------------------------------------------------------------------
+
+
+def test_matrix_rows_a_target_lacks_are_not_applicable(run_cli):
+    ok, lacking = fixture("Dataset907_CTIsotropicOther"), fixture("Dataset906_SmallImages")
+    code, out, err = run_cli("matrix", SOURCE, ok, lacking, "-c", "3d_lowres", "--format", "json")
+    assert code == 0, (out, err)  # the one applicable row loads
+    d = json.loads(out)
+    rows = {pathlib.Path(r["target"]).parent.name: r for r in d["rows"]}
+    na = rows["Dataset906_SmallImages"]
+    assert na["applicable"] is False and na["error"] is None and na["compatible"] is None
+    assert "no configuration '3d_lowres'" in na["not_applicable"]
+    assert rows["Dataset907_CTIsotropicOther"]["applicable"] is True and d["compatible"] is True
+    code, text, _ = run_cli("matrix", SOURCE, ok, lacking, "-c", "3d_lowres")
+    assert code == 0
+    assert text.startswith("1 of 1 rows load (1 not applicable)")
+    assert "not applicable" in text.splitlines()[-1] or any(
+        line.startswith("not applicable") for line in text.splitlines())
+    # an incompatible applicable row still fails the run; the not-applicable one does not count either way
+    assert run_cli("matrix", SOURCE, fixture("Dataset902_CTAnisotropic"), lacking, "-c", "3d_lowres")[0] == 1
+
+
+def test_matrix_configuration_the_source_lacks_is_not_applicable(run_cli):
+    source = fixture("Dataset906_SmallImages")  # 2d and 3d_fullres only
+    code, out, err = run_cli("matrix", source, fixture("Dataset901_CTIsotropic"), "-c", "3d_lowres", "-c", "2d",
+                             "--format", "json")
+    rows = {r["configuration"]: r for r in json.loads(out)["rows"]}
+    assert rows["3d_lowres"]["applicable"] is False and "source" in rows["3d_lowres"]["not_applicable"]
+    assert rows["2d"]["applicable"] is True and code == 1  # 2d is checked (and incompatible)
+    code, _, err = run_cli("matrix", source, fixture("Dataset901_CTIsotropic"), "-c", "3d_lowres")
+    assert code == 3 and "not applicable" in err  # nothing left to check
+
+
+def test_matrix_fix_that_cannot_write_is_exit_3(run_cli, target_dir, monkeypatch):
+    import tempfile
+
+    def refuse(*args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(tempfile, "mkstemp", refuse)
+    before = _listing(target_dir)
+    code, out, _ = run_cli("matrix", SOURCE, target_dir / "nnUNetPlans.json", "--fix", "--format", "json")
+    assert code == 3
+    row = json.loads(out)["rows"][0]
+    assert "Permission denied" in row["error"] and row["fixed_compatible"] is None
+    assert _listing(target_dir) == before

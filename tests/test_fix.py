@@ -26,7 +26,7 @@ from conftest import ROOT, fixture, fixture_id, fixture_plans, load
 from plancheck import check
 from plancheck.check import load_side
 from plancheck.classpath import resolve_class
-from plancheck.errors import ExitCode, FixError
+from plancheck.errors import ExitCode, FixError, InputError
 from plancheck.fix import (
     FixResult,
     OutputExists,
@@ -296,15 +296,16 @@ def test_a_write_that_fails_midway_leaves_the_old_file(tmp_path, monkeypatch, fa
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(os, failing, boom)
-    with pytest.raises(FixError, match="cannot write the fixed plans"):
+    with pytest.raises(InputError, match="cannot write the fixed plans") as exc:
         write_fix(result, force=True)
+    assert exc.value.exit_code == ExitCode.INPUT
     monkeypatch.undo()
     assert path.read_bytes() == b'{"old": true}\n'
     assert set(_listing(tmp_path)) == {path.name}  # no temporary file left
     # and a new file is not created half-way either
     path.unlink()
     monkeypatch.setattr(os, "fsync", boom)
-    with pytest.raises(FixError):
+    with pytest.raises(InputError):
         write_fix(result)
     monkeypatch.undo()
     assert _listing(tmp_path) == {}
@@ -442,6 +443,8 @@ def test_patch_rule_properties(axes, min_edge):
     assert all(p % d == 0 and p >= d for p, d in zip(new, divisor))  # the hard rules
     assert math.prod(p // d for p, d in zip(new, divisor)) >= 2
     for axis, (p, d, m) in enumerate(zip(new, divisor, median)):
+        if new == tuple(old):  # already valid: nnU-Net's choice is kept
+            continue
         within = p <= max(math.ceil(m / d) * d, d)  # not past the median (rounded up to the divisor)
         assert within or any(f"axis {axis} raised" in r for r in reasons)
         assert p // d >= min_edge or any(f"bottleneck edge on axis {axis}" in r for r in reasons)
@@ -471,3 +474,100 @@ def test_patch_decision_is_reported(tmp_path):
     d = json.loads(json.dumps(result.to_dict()))
     assert d["patch"]["given_up"] == list(patch.given_up) and d["changed"] is True
     assert "gave up: " in str(result) and math.isfinite(patch.memory_reference)
+
+
+def test_a_patch_already_divisible_by_the_new_strides_is_kept(tmp_path):
+    """nnU-Net's planner chose 512x448 for Dataset901's 2d; the small-image network's strides (product 8) divide it."""
+    from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
+
+    result = _fix(fixture(D906), fixture(D901), tmp_path, "2d")
+    assert result.patch is not None and result.patch.divisor == (8, 8)
+    assert result.patch.old == result.patch.new == (512, 448)
+    assert not any("patch" in g and "median" in g for g in result.patch.given_up)
+    written = write_fix(result)
+    assert list(PlansManager(written).get_configuration("2d").patch_size) == [512, 448]
+    assert "patch_size" not in {c.path[-1] for c in result.changes if c.path[:2] == ("configurations", "2d")}
+
+
+def test_memory_may_force_a_smaller_patch_and_the_report_says_so(tmp_path, monkeypatch):
+    from plancheck.memory import PlannerReference
+
+    budget = 62_000_000  # between the new network's estimate at 456x448 and at 512x448
+
+    def ratio(self, estimate, dim):
+        return estimate / budget
+
+    monkeypatch.setattr(PlannerReference, "budget_ratio", ratio)
+    result = _fix(fixture(D906), fixture(D901), tmp_path, "2d")
+    patch = result.patch
+    assert patch is not None and patch.old == (512, 448) and patch.new == (456, 448)
+    assert any("memory" in g and "[512, 448]" in g and "[456, 448]" in g for g in patch.given_up)
+    assert "memory" in str(result)
+
+
+def _nnunet_configurations(plans: dict) -> dict[str, dict]:
+    """Every configuration as nnU-Net's PlansManager resolves it (inherits_from applied)."""
+    import contextlib
+    import io
+
+    from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
+
+    with contextlib.redirect_stdout(io.StringIO()):
+        manager = PlansManager(plans)
+        return {name: manager.get_configuration(name).configuration for name in plans["configurations"]}
+
+
+@pytest.mark.parametrize(("strategy", "source", "target"), [
+    ("move", fixture(D901), fixture(D902)),
+    ("move", fixture(D901, "nnUNetResEncUNetLPlans"), fixture(D905)),
+    ("architecture", fixture(D901), fixture(D902)),  # 3d_cascade_fullres inherits the new architecture
+])
+def test_every_change_of_the_written_file_is_listed(tmp_path, strategy, source, target):
+    result = _fix(source, target, tmp_path, strategy=strategy)
+    old, new = _nnunet_configurations(result.old_plans), _nnunet_configurations(result.new_plans)
+    listed = {c.path[1] for c in result.changes if c.path[:1] == ("configurations",) and len(c.path) > 1}
+    for name in old.keys() & new.keys():
+        if old[name] != new[name]:
+            assert name in listed, (name, sorted(listed))
+    for name in new.keys() - old.keys():
+        assert any(name in w and "added" in w for w in result.warnings), (name, result.warnings)
+    top = {k for k in {*result.old_plans, *result.new_plans} - {"configurations"}
+           if result.old_plans.get(k) != result.new_plans.get(k)}
+    assert top <= {c.path[0] for c in result.changes}
+    text = str(result)
+    assert all(f"configurations.{name}." in text for name in listed)
+
+
+@pytest.mark.parametrize("strategy", ["architecture", "move"])
+def test_plan_fixes_puts_every_configuration_into_one_file(tmp_path, strategy):
+    from plancheck.fix import plan_fixes
+
+    pairs = [(_side("source", fixture(D901), c), _side("target", fixture(D902), c)) for c in ("3d_fullres", "2d")]
+    results = plan_fixes(pairs, strategy=strategy, out=str(tmp_path))
+    assert all(isinstance(r, FixResult) and r.compatible for r in results)
+    first, second = results
+    assert first.new_plans == second.new_plans and first.path == second.path
+    assert first.plans_name == second.plans_name == "nnUNetPlans_from_Dataset901_CTIsotropic"
+    assert first.old_plans == load(fixture(D902))
+    source = load(fixture(D901))["configurations"]
+    for configuration in ("3d_fullres", "2d"):
+        assert first.new_plans["configurations"][configuration]["architecture"]["arch_kwargs"] == \
+            source[configuration]["architecture"]["arch_kwargs"]
+        # nnU-Net's loader agrees for the one file, per configuration, on meta networks built by plancheck
+        assert check(fixture(D901), first.new_plans, configuration,
+                     target_dataset_json=find_dataset_json(str(fixture(D902))), explain=False).compatible
+    assert [r.configuration for r in results] == ["3d_fullres", "2d"]
+    assert any(f"-p {first.plans_name}" in c and " 2d " in c for c in second.commands)
+    if strategy == "move":  # the first move already brought the source's 2d
+        assert any("needs no change of its own" in n for n in second.notes)
+        assert not second.data_identifier_kept
+
+
+def test_plan_fixes_keeps_what_plans_cannot_fix_apart(tmp_path):
+    from plancheck.fix import plan_fixes
+
+    pairs = [(_side("source", fixture(D901), "3d_fullres"), _side("target", fixture(D902), "3d_fullres")),
+             (_side("source", fixture(D901), "2d"), _side("target", fixture(D902), "3d_fullres"))]
+    fixed, refused = plan_fixes(pairs, out=str(tmp_path))
+    assert isinstance(fixed, FixResult) and fixed.compatible
+    assert isinstance(refused, Unfixable) and "2D weights for a 3D configuration" in refused.message

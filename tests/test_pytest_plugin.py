@@ -141,10 +141,15 @@ def test_fixture_options_and_assert_incompatible(project: pytest.Pytester) -> No
 
         def test_markdown_failure_text(plancheck):
             plancheck.assert_compatible("{P901}", "{P902}", format="markdown")
+
+        def test_target_plans_identifier(plancheck):
+            report = plancheck.assert_incompatible("{P906}", "plans/Dataset906_SmallImages",
+                                                   target_plans_identifier="nnUNetResEncUNetMPlans")
+            assert report.target.plans.endswith("nnUNetResEncUNetMPlans.json")
         """
     )
     result = project.runpytest("test_pairs.py")
-    result.assert_outcomes(passed=3, failed=1)
+    result.assert_outcomes(passed=4, failed=1)
     result.stdout.fnmatch_lines(
         [
             "*_ test_markdown_failure_text _*",
@@ -327,6 +332,34 @@ def test_dataset_id_target_is_passed_to_the_check(project: pytest.Pytester) -> N
         ]
     )
     _no_traceback(result.stdout.str())
+
+
+def test_dataset_id_and_folder_targets_without_the_configuration_are_not_collected(
+    project: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    preprocessed = project.path / "preprocessed"
+    shutil.copytree(FIXTURES / "Dataset906_SmallImages", preprocessed / "Dataset906_SmallImages")
+    shutil.copytree(FIXTURES / "Dataset907_CTIsotropicOther", preprocessed / "Dataset907_CTIsotropicOther")
+    monkeypatch.setenv("nnUNet_preprocessed", str(preprocessed))
+    project.makepyprojecttoml(
+        f"""
+        [[tool.plancheck.check]]
+        source = "{P901}"
+        targets = ["906", "907", "preprocessed/Dataset906_SmallImages"]
+        configurations = ["3d_lowres"]
+        """
+    )
+    result = project.runpytest("-v", "pyproject.toml")
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines_random(
+        [
+            esc("pyproject.toml::plancheck::Dataset901_CTIsotropic->Dataset907[3d_lowres] PASSED*"),
+            esc("not collected: Dataset901_CTIsotropic->Dataset906[3d_lowres]: "
+                "target Dataset906 has no configuration '3d_lowres' (has: 2d, 3d_fullres)"),
+            esc("not collected: Dataset901_CTIsotropic->Dataset906_SmallImages[3d_lowres]: "
+                "target Dataset906_SmallImages has no configuration '3d_lowres' (has: 2d, 3d_fullres)"),
+        ]
+    )
 
 
 @pytest.mark.parametrize("args", [("--plancheck-only",), ("--plancheck-only", "tests", "pyproject.toml")])

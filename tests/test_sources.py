@@ -661,7 +661,7 @@ def test_folds(nnunet_tree, run_cli):
     code, _, err = run_cli("check", model, fixture(D906), "--fold", "3")
     assert code == 3 and "no fold_3 in the model folder (folds with a checkpoint: 1, all)" in one_line(err)
     code, _, err = run_cli("check", model, fixture(D906), "--fold", "0")
-    assert code == 3 and "fold_0 holds neither checkpoint_final.pth nor checkpoint_best.pth" in one_line(err)
+    assert code == 3 and "fold_0 holds none of checkpoint_final.pth, checkpoint_best.pth, checkpoint_latest.pth" in one_line(err)
 
 
 def test_directory_that_is_neither(tmp_path, run_cli):
@@ -684,3 +684,71 @@ def test_2d_checkpoint_checked_as_3d_names_the_dimension(store):
     assert "2d" in rc.note and "3d_fullres" in rc.note
     failing = [r for r in report.tensors if r.status.value in ("mismatch", "missing")]
     assert rc.tensors == len(failing)
+def test_latest_checkpoint_is_used_last_and_said(nnunet_tree, run_cli):
+    model = nnunet_tree["model"]
+    fold_0 = model / "fold_0"
+    shutil.copy(nnunet_tree["model"] / "fold_1" / "checkpoint_final.pth", fold_0 / "checkpoint_latest.pth")
+    report = check(model, fixture(D906), fold="0")
+    assert report.compatible
+    assert report.source.details["checkpoint"] == str(fold_0 / "checkpoint_latest.pth")
+    assert any("checkpoint_latest.pth" in w and "fold_0" in w for w in report.warnings)
+    code, out, _ = run_cli("check", model, fixture(D906), "--fold", "0")
+    assert code == 0 and "fold_0/checkpoint_latest.pth" in out and "training may not have finished" in out
+    # final and best still win over latest
+    shutil.copy(nnunet_tree["model"] / "fold_1" / "checkpoint_final.pth", fold_0 / "checkpoint_best.pth")
+    assert check(model, fixture(D906), fold="0").source.details["checkpoint"].endswith("checkpoint_best.pth")
+    # without --fold, the first fold with any checkpoint is taken (fold_0 now has one)
+    assert check(model, fixture(D906)).source.details["fold"] == "0"
+
+
+def test_next_commands_name_the_checkpoint_by_absolute_quoted_path(store, tmp_path, monkeypatch, run_cli):
+    import shlex
+
+    folder = tmp_path / "my weights"
+    folder.mkdir()
+    shutil.copy(store.paths["3d_fullres.pth"], folder / "checkpoint_final.pth")
+    target = pathlib.Path(shutil.copytree(FIXTURES / "Dataset905_CardiacCine", tmp_path / "Dataset905_CardiacCine"))
+    monkeypatch.chdir(tmp_path)
+    code, out, err = run_cli("check", "my weights/checkpoint_final.pth", target / "nnUNetPlans.json", "--fix")
+    assert code == 0, err
+    train = next(line.strip() for line in out.splitlines() if line.strip().startswith("nnUNetv2_train"))
+    words = shlex.split(train)
+    assert words[words.index("-pretrained_weights") + 1] == str(folder / "checkpoint_final.pth")
+    assert shlex.quote(str(folder / "checkpoint_final.pth")) in train
+
+
+def test_target_plans_apply_to_the_target_only(nnunet_tree, run_cli):
+    # -p names both sides (the source's model folder and the target's plans); --target-plans the target's alone
+    code, out, err = run_cli("check", "906", "906", "--target-plans", "nnUNetResEncUNetMPlans", "--format", "json")
+    assert code == 1, err  # a plain U-Net's weights in a ResEnc network
+    d = json.loads(out)
+    assert d["source"]["details"]["model_folder"].endswith("nnUNetTrainer__nnUNetPlans__3d_fullres")
+    assert d["target"]["plans"].endswith("nnUNetResEncUNetMPlans.json")
+    report = check("906", "906", target_plans_identifier="nnUNetResEncUNetMPlans")
+    assert report.target.plans.endswith("nnUNetResEncUNetMPlans.json") and not report.compatible
+    # -p alone still names both
+    code, _, err = run_cli("check", "906", "906", "-p", "nnUNetResEncUNetMPlans")
+    assert code == 3 and "no trained model nnUNetTrainer__nnUNetResEncUNetMPlans__3d_fullres" in one_line(err)
+    code, out, err = run_cli("matrix", "906", "906", "--target-plans", "nnUNetResEncUNetMPlans", "--format", "json")
+    assert code == 1, err
+    assert json.loads(out)["rows"][0]["target"].endswith("nnUNetResEncUNetMPlans.json")
+
+
+@pytest.mark.parametrize(("option", "value"), [("--fold", "0"), ("--trust-checkpoint", None),
+                                               ("--source-plans", str(fixture(D906)))])
+def test_source_options_that_do_nothing_for_plans_are_usage_errors(run_cli, option, value):
+    args = [option] if value is None else [option, value]
+    for command in ("check", "matrix"):
+        code, out, err = run_cli(command, fixture(D901), fixture(D906), *args)
+        assert code == 2, (command, out, err)
+        assert option in one_line(err) and "plans" in one_line(err)
+    keyword = option.lstrip("-").replace("-", "_")
+    from plancheck.errors import UsageError
+
+    with pytest.raises(UsageError, match=option):
+        check(fixture(D901), fixture(D906), **{keyword: True if value is None else value})
+
+
+def test_fold_still_applies_to_checkpoints_and_model_folders(store, nnunet_tree):
+    assert check(nnunet_tree["model"], fixture(D906), fold="1").source.details["fold"] == "1"
+    assert check(store.paths["3d_fullres.pth"], fixture(D906), fold="3").source.details["fold"] == "3"
