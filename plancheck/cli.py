@@ -614,6 +614,9 @@ def matrix_command(
     )
     _write_html(html, result)
     click.echo(render(result, fmt), nl=False)
+    if result.rows and not result.applicable_rows:
+        click.echo("plancheck: error: nothing to check: every combination is not applicable (a side lacks the "
+                   "configuration)", err=True)
     return result.exit_code
 
 
@@ -698,9 +701,6 @@ def verify_command(
         allow_import=allow_import,
     )
     click.echo(render(result, fmt), nl=False)
-    if result.rows and not result.applicable_rows:
-        click.echo("plancheck: error: nothing to check: every combination is not applicable (a side lacks the "
-                   "configuration)", err=True)
     return result.exit_code
 
 
