@@ -71,7 +71,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=5, help="runs per plancheck measurement")
     parser.add_argument("--naive-repeat", type=int, default=3, help="runs per naive measurement")
-    parser.add_argument("--cold-repeat", type=int, default=5, help="fresh processes per first-call/CLI measurement")
+    parser.add_argument("--cold-repeat", type=int, default=3, help="fresh processes per first-call/CLI measurement")
     parser.add_argument("--cold-only", action="store_true", help="only the first-call and end-to-end rows")
     args = parser.parse_args()
 

@@ -27,8 +27,7 @@ from __future__ import annotations
 
 import gc
 import importlib
-import importlib.abc
-import importlib.machinery
+import importlib.machinery  # importlib.abc would cost an import of its own: the protocols are duck-typed
 import importlib.util
 import sys
 import types
@@ -99,7 +98,7 @@ def _forwarder(module: _Deferred, name: str) -> t.Callable[..., t.Any]:
     return forward
 
 
-class _StandInLoader(importlib.abc.Loader):
+class _StandInLoader:
     def __init__(self, real_spec: importlib.machinery.ModuleSpec) -> None:
         self.real_spec = real_spec
 
@@ -113,7 +112,7 @@ class _StandInLoader(importlib.abc.Loader):
         pass
 
 
-class _Finder(importlib.abc.MetaPathFinder):
+class _Finder:
     """Answers the import of a :data:`DEFERRED` module with a stand-in, until the stand-in is used."""
 
     def __init__(self) -> None:
