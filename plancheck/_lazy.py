@@ -54,7 +54,7 @@ DEFERRED: dict[str, tuple[str, ...]] = {
 
 
 #: Dunder attributes that are the module's content, not a probe of what kind of module it is: these import it.
-_LOADING_DUNDERS = frozenset({"__all__", "__version__", "__getattr__", "__dir__"})
+_LOADING_DUNDERS = frozenset({"__all__", "__version__"})
 
 
 class _Deferred(types.ModuleType):
@@ -103,8 +103,8 @@ class _StandInLoader:
         self.real_spec = real_spec
 
     def create_module(self, spec: importlib.machinery.ModuleSpec) -> types.ModuleType:
-        # nnU-Net is importing its plans or label code: torch and numpy are in. Their ~170k objects live as
-        # long as the process; frozen, the collector stops walking them (a full collection costs ~0.5 s).
+        # nnU-Net's plans or label code is being imported, after torch and numpy. What their imports left lives
+        # as long as the process; frozen, the collector stops walking it (a full collection costs ~0.5 s).
         gc.freeze()
         return _Deferred(spec.name, DEFERRED[spec.name], self.real_spec)
 
