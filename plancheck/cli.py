@@ -705,5 +705,14 @@ def verify_command(
 
 
 def main(argv: t.Sequence[str] | None = None) -> None:
-    """Console-script entry point."""
+    """Console-script entry point (``python -m plancheck`` too); ``argv`` for a call from Python.
+
+    As the program (``argv`` None: the arguments come from ``sys.argv``), the process is
+    plancheck's own, so it defers the imports a check never uses (:mod:`plancheck._lazy`).
+    Called with ``argv`` from someone's Python process, it changes nothing in that process.
+    """
+    if argv is None:
+        from plancheck._lazy import defer
+
+        defer()
     cli.main(args=list(argv) if argv is not None else None, prog_name="plancheck")

@@ -1,7 +1,7 @@
 """Field paths: structured while plancheck works, strings only when rendered.
 
 A :data:`FieldPath` is a tuple of dict keys (``str``) and list indices (``int``), as
-deepdiff's ``level.path(output_format="list")`` gives it. :func:`format_path` writes one
+:func:`plancheck.jsondiff.differences` gives it. :func:`format_path` writes one
 the way a user reads a plans file (``configurations.3d_fullres.architecture.arch_kwargs.strides[4]``),
 :func:`parse_path` reads it back, and :func:`locate` turns a path in a *resolved*
 configuration into the path as it stands in the user's file: an inherited key under the

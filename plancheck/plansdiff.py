@@ -4,7 +4,7 @@ The comparison runs on what nnU-Net would use: each configuration resolved (``in
 applied, the old plans format converted, see :mod:`plancheck.plans`), the plan-wide fields
 (``transpose_forward``, ``foreground_intensity_properties_per_channel``, ...) and, when a
 dataset.json is given or sits next to the plans, its channels, labels and regions.
-deepdiff finds the differences; paths stay tuples (:mod:`plancheck.paths`) until they are
+:mod:`plancheck.jsondiff` finds the differences; paths stay tuples (:mod:`plancheck.paths`) until they are
 rendered, and each change also carries the path as it stands in each user's file.
 
 Every difference gets exactly one :class:`Category` from a closed table (:func:`classify`):
@@ -30,9 +30,8 @@ import os
 import typing as t
 from dataclasses import dataclass, field, replace
 
-from deepdiff import DeepDiff
-
 from plancheck.errors import ConfigurationNotFound, PlansError, UsageError
+from plancheck.jsondiff import differences
 from plancheck.paths import DATASET_JSON, FieldPath, format_path, locate
 from plancheck.plans import (
     _LEGACY_CLASS_PATHS,
@@ -82,7 +81,7 @@ BLOCKING = frozenset({Category.ARCHITECTURE})
 
 
 class ChangeKind(str, enum.Enum):
-    """deepdiff's report kinds, folded into four."""
+    """What happened at a path (:func:`plancheck.jsondiff.differences` yields these values)."""
 
     CHANGED = "changed"
     ADDED = "added"  #: only in B
@@ -91,20 +90,6 @@ class ChangeKind(str, enum.Enum):
 
     def __str__(self) -> str:
         return self.value
-
-
-_KINDS = {
-    "values_changed": ChangeKind.CHANGED,
-    "type_changes": ChangeKind.TYPE_CHANGED,
-    "dictionary_item_added": ChangeKind.ADDED,
-    "iterable_item_added": ChangeKind.ADDED,
-    "attribute_added": ChangeKind.ADDED,
-    "set_item_added": ChangeKind.ADDED,
-    "dictionary_item_removed": ChangeKind.REMOVED,
-    "iterable_item_removed": ChangeKind.REMOVED,
-    "attribute_removed": ChangeKind.REMOVED,
-    "set_item_removed": ChangeKind.REMOVED,
-}
 
 
 @dataclass(frozen=True, slots=True)
@@ -435,22 +420,10 @@ def _order_key(a: Json, b: Json, path: FieldPath) -> tuple[int, ...]:
 
 def _differences(a: Json, b: Json) -> list[tuple[FieldPath, str]]:
     """(path, kind) for each difference between two JSON values, collapsed and in document order."""
-    tree = DeepDiff(
-        a,
-        b,
-        view="tree",
-        ignore_numeric_type_changes=True,  # 1 and 1.0 are the same spacing
-        threshold_to_diff_deeper=0,  # always report per key, never a whole dict as "changed"
-        verbose_level=2,
-    )
     found: dict[FieldPath, str] = {}
-    for report_type, levels in tree.items():
-        kind = _KINDS.get(report_type)
-        if kind is None:
-            continue
-        for level in levels:
-            path, k = _collapse(a, b, tuple(level.path(output_format="list")), kind.value)
-            found.setdefault(path, k)
+    for raw, kind in differences(a, b):  # 1 and 1.0 are the same spacing; one change per key
+        path, k = _collapse(a, b, raw, kind)
+        found.setdefault(path, k)
     return sorted(found.items(), key=lambda item: _order_key(a, b, item[0]))
 
 
