@@ -1059,6 +1059,11 @@ def _verify_page(result: t.Any) -> str:
             out.append("<table><thead><tr><th>what</th><th>value</th></tr></thead><tbody>"
                        + "".join(f"<tr><td>{_esc(k)}</td><td class=\"mono\">{_esc(v)}</td></tr>" for k, v in mem)
                        + "</tbody></table>")
+            if result.nnunet_estimate is not None and result.nnunet_estimate.estimate is not None:
+                out.append('<p class="small muted">nnU-Net\'s estimate is not in bytes: its planner compares '
+                           "<code>compute_conv_feature_map_size</code> (feature-map elements) with a reference that "
+                           "stands for its GPU memory target; <i>implied</i> turns it into bytes by that same "
+                           "proportion.</p>")
         if result.gpu_memory is not None:
             fits = {True: "yes", False: "no", None: "unknown"}[result.fits]
             out.append(f"<p><b>Fits in --gpu-memory {result.gpu_memory / GiB:g} GiB: {fits}</b> (compared: "
