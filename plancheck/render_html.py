@@ -1039,7 +1039,8 @@ def _verify_page(result: t.Any) -> str:
                         secs = (f'<td class="num">{_fmt_seconds(m.first_iteration_seconds)} '
                                 '<span class="muted small">(the first, warm-up)</span></td>')
                     elif i == 1:
-                        secs = (f'<td class="num" rowspan="{len(m.losses) - 1}">{_fmt_seconds(m.seconds_per_iteration)} '
+                        secs = (f'<td class="num" rowspan="{len(m.losses) - 1}">'
+                                f'{_fmt_seconds(m.seconds_per_iteration)} '
                                 '<span class="muted small">each (their mean)</span></td>')
                     else:
                         secs = ""
