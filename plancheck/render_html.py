@@ -1,4 +1,5 @@
-"""Self-contained HTML pages: ``--html FILE`` of check, diff and matrix, and the pytest plugin's report.
+"""Self-contained HTML pages: ``--html FILE`` of check, diff, matrix, transfer and verify, and the pytest plugin's
+report.
 
 One page is one file: inline CSS, inline SVG (:mod:`plancheck.render_svg`) and a little
 inline script (select a stage or a root cause; sort a table). Nothing is loaded from
@@ -9,9 +10,12 @@ lines come from :mod:`plancheck.vocabulary`.
 
 A new result type gets its page with :func:`page_for`::
 
-    @page_for(TransferResult)
-    def _transfer_page(result) -> str:
-        return page("plancheck transfer", body)
+    @page_for(MyResult)
+    def _my_page(result) -> str:
+        return page("plancheck mine", body)
+
+The transfer and verify pages are registered once their modules (which import torch) are
+loaded, so that ``plancheck diff`` still never imports torch.
 
 Renderers read the frozen records; nothing here runs a check.
 """
