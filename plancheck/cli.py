@@ -91,6 +91,14 @@ def _html(fn: t.Callable[..., t.Any]) -> t.Callable[..., t.Any]:
     )(fn)
 
 
+def _check_html(path: str | None) -> None:
+    """Refuse an --html FILE that could not be written before a command writes or runs anything else."""
+    if path:
+        from plancheck.render_html import check_html_path
+
+        check_html_path(path)
+
+
 def _write_html(path: str | None, result: t.Any) -> None:
     if path:
         from plancheck.render_html import write_html
@@ -383,6 +391,7 @@ def _check_transfer(prepared: t.Any, result: t.Any, strategy: str, channel_map: 
 @click.option("--source-plans", default=None, metavar="FILE", help="As for check.")
 @click.option("--trust-checkpoint", is_flag=True, help="As for check: runs code from the file.")
 @click.option("--ignore-trainer", is_flag=True, help="As for check.")
+@_html
 @_allow_import
 @_common
 @_run
@@ -407,6 +416,7 @@ def transfer_command(
     source_plans: str | None,
     trust_checkpoint: bool,
     ignore_trainer: bool,
+    html: str | None,
     allow_import: tuple[str, ...],
     fmt: str,
 ) -> int:
@@ -424,6 +434,7 @@ def transfer_command(
     from plancheck.render import render
     from plancheck.transfer import transfer
 
+    _check_html(html)
     result = transfer(
         source,
         target,
@@ -446,6 +457,7 @@ def transfer_command(
         ignore_trainer=ignore_trainer,
         allow_import=allow_import,
     )
+    _write_html(html, result)
     click.echo(render(result, fmt, verbose=verbose), nl=False)
     return result.exit_code
 
@@ -646,6 +658,7 @@ def matrix_command(
               help="Exit 1 unless the step fits in this much GPU memory (measured reserved; predicted with meta).")
 @click.option("--amp/--no-amp", default=None, help="Autocast + GradScaler.  [default: on for cuda and meta]")
 @click.option("--force", is_flag=True, help="Run on the CPU even above the expected time or memory limit.")
+@_html
 @_allow_import
 @_common
 @_run
@@ -669,6 +682,7 @@ def verify_command(
     gpu_memory: float | None,
     amp: bool | None,
     force: bool,
+    html: str | None,
     allow_import: tuple[str, ...],
     fmt: str,
 ) -> int:
@@ -688,6 +702,7 @@ def verify_command(
     import plancheck.render_verify  # noqa: F401  (registers the renderers)
     from plancheck.verify import verify
 
+    _check_html(html)
     patch: tuple[int, ...] | None = None
     if patch_size:
         patch = tuple(patch_size)
@@ -700,6 +715,7 @@ def verify_command(
         target_trainer=target_trainer, fold=fold, source_plans=source_plans, ignore_trainer=ignore_trainer,
         allow_import=allow_import,
     )
+    _write_html(html, result)
     click.echo(render(result, fmt), nl=False)
     return result.exit_code
 

@@ -1,4 +1,5 @@
-"""Self-contained HTML pages: ``--html FILE`` of check, diff and matrix, and the pytest plugin's report.
+"""Self-contained HTML pages: ``--html FILE`` of check, diff, matrix, transfer and verify, and the pytest plugin's
+report.
 
 One page is one file: inline CSS, inline SVG (:mod:`plancheck.render_svg`) and a little
 inline script (select a stage or a root cause; sort a table). Nothing is loaded from
@@ -9,9 +10,12 @@ lines come from :mod:`plancheck.vocabulary`.
 
 A new result type gets its page with :func:`page_for`::
 
-    @page_for(TransferResult)
-    def _transfer_page(result) -> str:
-        return page("plancheck transfer", body)
+    @page_for(MyResult)
+    def _my_page(result) -> str:
+        return page("plancheck mine", body)
+
+The transfer and verify pages are registered once their modules (which import torch) are
+loaded, so that ``plancheck diff`` still never imports torch.
 
 Renderers read the frozen records; nothing here runs a check.
 """
@@ -23,23 +27,29 @@ import html
 import json
 import math
 import os
+import sys
 import typing as t
 
 from plancheck.report import Report, Status, TensorRow
 from plancheck.vocabulary import (
+    ALL_STATUSES,
     BLOCK_STATUSES,
     BY_NAME,
     DIFF_LABELS,
+    TRANSFER_LABELS,
+    TRANSFER_STATUSES,
     UNKNOWN,
     BlockStatus,
     block_status,
     rows_by_key,
+    transfer_block_status,
 )
 
 if t.TYPE_CHECKING:
     from plancheck.layout import Block, NetworkLayout
 
-__all__ = ["GENERATOR", "check_section", "html_page", "is_plancheck_page", "page", "page_for", "write_html"]
+__all__ = ["GENERATOR", "check_html_path", "check_section", "html_page", "is_plancheck_page", "page", "page_for",
+           "transfer_section", "write_html"]
 
 GENERATOR = "plancheck"
 Json = t.Any
@@ -78,6 +88,21 @@ def is_plancheck_page(path: str | os.PathLike[str]) -> bool:
     return f'<meta name="generator" content="{GENERATOR}' in head
 
 
+def check_html_path(path: str | os.PathLike[str]) -> None:
+    """Refuse, before anything runs, a FILE that --html could not write: a user's file, a missing folder.
+
+    Commands that write other files first (``transfer``) or run for long (``verify``) call
+    this up front, so that a refused page leaves nothing written; :func:`write_html` checks again.
+    """
+    from plancheck.errors import UsageError
+
+    if os.path.lexists(path) and not is_plancheck_page(path):
+        raise UsageError("exists and is not a page plancheck wrote; choose another --html file", path=path)
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise UsageError("cannot write the HTML page: its folder does not exist", path=path)
+
+
 def write_html(path: str | os.PathLike[str], result: t.Any) -> str:
     """Write the page of ``result`` to ``path`` atomically.
 
@@ -105,7 +130,7 @@ def _esc(value: t.Any) -> str:
 def _status_css() -> str:
     rules = []
     light, dark = [], []
-    for s in (*BLOCK_STATUSES, UNKNOWN):
+    for s in (*ALL_STATUSES, UNKNOWN):
         light.append(f"--{s.name}-fill:{s.light[0]};--{s.name}-stroke:{s.light[1]};")
         dark.append(f"--{s.name}-fill:{s.dark[0]};--{s.name}-stroke:{s.dark[1]};")
         rules.append(f".st-{s.name} rect,.sw-{s.name}{{fill:var(--{s.name}-fill);stroke:var(--{s.name}-stroke);"
@@ -238,9 +263,10 @@ def page(title: str, body: str) -> str:
     )
 
 
-def legend(labels: t.Mapping[str, str] | None = None, names: t.Iterable[str] | None = None) -> str:
+def legend(labels: t.Mapping[str, str] | None = None, names: t.Iterable[str] | None = None,
+           statuses: t.Sequence[BlockStatus] = BLOCK_STATUSES) -> str:
     wanted = None if names is None else set(names)
-    shown = [s for s in (*BLOCK_STATUSES, UNKNOWN)
+    shown = [s for s in (*statuses, UNKNOWN)
              if (wanted is None and s is not UNKNOWN) or (wanted is not None and s.name in wanted)]
     items = "".join(
         f'<li><span class="sw sw-{s.name} tx-{s.name}">{_esc(s.mark)}</span>{_esc((labels or {}).get(s.name, s.label))}'
@@ -726,6 +752,341 @@ def _short(value: Json, width: int = 90) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
+# --------------------------------------------------------------------------- transfer
+
+_ACTION_STATUS = {"copied": "copied", "adapted": "adapted", "initialised": "initialised", "head": "head"}
+
+
+class _TransferView:
+    """A transfer's blocks: the target's by what happened to their tensors, the source's by whether they were used.
+
+    Target blocks join the plan's rows by their keys; source blocks by the source key each
+    carried row names (its aliases taken from the check's rows). Both sides' blocks come
+    from the layout recorded at check time (``result.check.layout``).
+    """
+
+    def __init__(self, result: t.Any, prefix: str) -> None:
+        self.result = result
+        self.prefix = prefix
+        plan = result.plan
+        layout = result.check.layout
+        self.layouts: dict[str, NetworkLayout | None] = {
+            "source": None if layout is None else layout.source,
+            "target": None if layout is None else layout.target,
+        }
+        self.index = {id(r): i for i, r in enumerate(plan.tensors)}
+        self.target_rows = {k: r for r in plan.tensors for k in r.keys}
+        self.check_rows = rows_by_key(result.check)
+        self.fed: dict[str, list[t.Any]] = {}  # source key (aliases included) -> the target rows it went into
+        for r in plan.tensors:
+            if r.source_key is None or not r.carried:
+                continue
+            row = self.check_rows.get(r.source_key)
+            for k in (row.keys if row is not None and r.source_key in row.keys else (r.source_key,)):
+                self.fed.setdefault(k, []).append(r)
+        self.actions: dict[str, dict[str, str]] = {
+            "target": {k: str(r.action) for k, r in self.target_rows.items()},
+            "source": {k: "adapted" if any(str(r.action) == "adapted" for r in rs) else "copied"
+                       for k, rs in self.fed.items()},
+        }
+        self.status: dict[str, BlockStatus] = {}
+        for role, lay in self.layouts.items():
+            for b in (lay.blocks if lay is not None else ()):
+                self.status[self.gid(role, b)] = transfer_block_status(b, self.actions[role], role)
+
+    def gid(self, role: str, block: Block) -> str:
+        return f"{self.prefix}{role}-{block.id}"
+
+    def status_of(self, role: str, block: Block) -> BlockStatus:
+        return self.status.get(self.gid(role, block), UNKNOWN)
+
+    def target_block_rows(self, block: Block) -> list[t.Any]:
+        out: list[t.Any] = []
+        for k in block.keys:
+            r = self.target_rows.get(k)
+            if r is not None and all(r is not s for s in out):
+                out.append(r)
+        return out
+
+    def unplaced(self) -> list[t.Any]:
+        lay = self.layouts["target"]
+        placed = {id(r) for b in (lay.blocks if lay is not None else ()) for r in self.target_block_rows(b)}
+        return [r for r in self.result.plan.tensors if id(r) not in placed]
+
+
+def _action_cell(row: t.Any) -> str:
+    action = str(row.action)
+    detail = ""
+    if row.steps:
+        detail = " ".join(s.describe() for s in row.steps)
+    elif row.reason:
+        detail = row.reason
+    return (f'<td class="tx-{_ACTION_STATUS.get(action, "unknown")}" data-v="{_esc(action)}"><b>{_esc(action)}</b>'
+            + (f'<div class="small mono">{_esc(detail)}</div>' if detail else "") + "</td>")
+
+
+def _plan_row(row: t.Any, index: int) -> str:
+    alias = (f' <span class="muted small">(+{len(row.keys) - 1} alias{"es" if len(row.keys) != 2 else ""})</span>'
+             if len(row.keys) > 1 else "")
+    if row.source_key is None:
+        source = '<span class="muted">—</span>'
+    elif row.source_key == row.key:
+        source = '<span class="muted small">same key</span>'
+    else:
+        source = f"<code>{_esc(row.source_key)}</code>"
+    return (f'<tr data-t="{index}">{_action_cell(row)}<td><code>{_esc(row.key)}</code>{alias}</td><td>{source}</td>'
+            f'<td class="mono">{_shape(row.source_shape)}</td><td class="mono">{_shape(row.target_shape)}</td></tr>')
+
+
+_PLAN_HEAD = ("<thead><tr><th>action</th><th>target key</th><th>source key</th><th>source shape</th>"
+              "<th>target shape</th></tr></thead>")
+_SOURCE_HEAD = ("<thead><tr><th>carried over as</th><th>source key</th><th>into target key</th><th>source shape</th>"
+                "<th>target shape</th></tr></thead>")
+
+
+def _source_rows(view: _TransferView, block: Block) -> str:
+    out = []
+    for k in block.keys:
+        fed = view.fed.get(k, [])
+        check_row = view.check_rows.get(k)
+        shape = _shape(None if check_row is None else check_row.source_shape)
+        if not fed:
+            out.append(f'<tr><td class="tx-unused"><b>not carried over</b></td><td><code>{_esc(k)}</code></td>'
+                       f'<td class="muted">—</td><td class="mono">{shape}</td><td class="mono">—</td></tr>')
+        for r in fed:
+            out.append(f'<tr>{_action_cell(r)}<td><code>{_esc(k)}</code></td><td><code>{_esc(r.key)}</code></td>'
+                       f'<td class="mono">{_shape(r.source_shape)}</td><td class="mono">{_shape(r.target_shape)}'
+                       "</td></tr>")
+    return "".join(out)
+
+
+def _transfer_shares(plan: t.Any) -> str:
+    body = []
+    rows = [("all (head excluded)", plan.parameters_carried, plan.parameters_total, None)]
+    rows += [(str(p.part), p.parameters_carried, p.parameters_total, p) for p in plan.parts]
+    for name, carried, total, p in rows:
+        share = _pct(carried, total) if total else 0.0
+        if p is None:
+            counts = plan.counts()
+            copied, adapted, init = counts.get("copied", 0), counts.get("adapted", 0), counts.get("initialised", 0)
+        else:
+            copied, adapted = p.tensors_copied, p.tensors_adapted
+            init = p.tensors_total - copied - adapted
+        body.append(
+            f"<tr><td>{_esc(name)}</td><td><span class=\"bar\" aria-hidden=\"true\"><span style=\"width:{share:.1f}%\">"
+            f"</span></span><b>{_pct_text(share)}</b> of the parameters</td>"
+            f'<td class="num">{carried:,} / {total:,}</td><td class="num">{copied}</td><td class="num">{adapted}</td>'
+            f'<td class="num">{init}</td></tr>'
+        )
+    return ("<table><thead><tr><th>part</th><th>share from the source</th><th class=\"num\">parameters</th>"
+            "<th class=\"num\">tensors copied</th><th class=\"num\">adapted</th><th class=\"num\">initialised</th>"
+            "</tr></thead><tbody>" + "".join(body) + "</tbody></table>"
+            '<p class="small muted">Parts follow the network\'s own declarations: <b>stem</b> is what it declares '
+            "as its stem (<code>key_to_stem</code>; for a PlainConvUNet, encoder stage 0), "
+            "<b>encoder</b> the rest of its encoder (<code>key_to_encoder</code>), <b>decoder</b> everything else "
+            "but the heads. The head's tensors are never carried over: nnU-Net initialises them and trains them "
+            "anew.</p>")
+
+
+def _transfer_verdict(result: t.Any) -> str:
+    plan = result.plan
+    share = _pct_text(100.0 * plan.share)
+    if plan.refused or plan.parameters_carried == 0:
+        why = plan.refused or "no source tensor fits the target's network under this strategy"
+        return (f'<div class="verdict bad"><b>✗ Nothing carried over.</b> {_esc(why)}. No checkpoint was written '
+                "(exit 1).</div>")
+    if result.dry_run:
+        done = "Dry run: nothing was written."
+    elif result.written and result.verified:
+        done = (f"Written to <code>{_esc(result.out)}</code>, read back and checked against the target's network "
+                "(every key and shape).")
+    else:
+        done = "Not written."
+    return (f'<div class="verdict good"><b>✓ {share} of the parameters come from the source</b> '
+            f"({plan.parameters_carried:,} of {plan.parameters_total:,}, the head not counted; strategy "
+            f"<code>{_esc(plan.strategy)}</code>). {done}</div>")
+
+
+def transfer_section(result: t.Any, *, prefix: str = "", heading: str = "h2") -> str:
+    """The body of a transfer's page: what was carried over, both networks coloured by it, every tensor."""
+    from plancheck.render_svg import Side, unet_pair_svg
+
+    view = _TransferView(result, prefix)
+    report = result.check
+    h = heading
+    out = [f'<div data-scope="{_esc(prefix or "transfer")}">', _transfer_verdict(result)]
+    compat = ("would load these weights as they are" if report.compatible else
+              "would refuse these weights as they are (the checkpoint written here is what makes them load)")
+    out.append(f'<p class="small muted">Without the transfer, nnU-Net\'s <code>load_pretrained_weights</code> '
+               f"{compat}.</p>")
+    out.append(f'<div class="sides">{_side_card("source", report.source)}{_side_card("target", report.target)}</div>')
+    out.append(f"<{h}>What was carried over</{h}>")
+    out.append(_transfer_shares(result.plan))
+    out.append(f"<{h}>Next: fine-tune with nnU-Net</{h}>")
+    out.append(f"<pre class=\"card mono\" style=\"white-space:pre-wrap\">{_esc(result.command)}</pre>")
+
+    out.append(f"<{h}>The two networks, level by level</{h}>")
+    out.append(
+        '<p class="small">Each network is drawn as a U: the encoder goes down the left, the deepest stage sits at '
+        "the bottom, the decoder comes back up the right through transposed convolutions (<b>up</b>), and the heads "
+        "on the right produce the segmentation (<b>ch</b> channels, <b>k</b> kernel, <b>s</b> stride, <b>cl</b> "
+        "classes; values that differ between the two networks are <b><u>bold and underlined</u></b>). The target's "
+        "blocks are coloured by what the transfer did to their tensors; the source's by whether their tensors were "
+        "carried over:</p>"
+    )
+    present = {s.name for s in view.status.values()}
+    out.append(legend(TRANSFER_LABELS, names=present or None, statuses=TRANSFER_STATUSES))
+    left = Side("source", *_side_titles(report, view, "source"), view.layouts["source"], report.source.input_channels)
+    right = Side("target", *_side_titles(report, view, "target"), view.layouts["target"], report.target.input_channels)
+    if left.layout is None and right.layout is None:
+        out.append('<p class="muted">Neither network has an nnU-Net encoder/decoder to draw; every tensor is listed '
+                   "below.</p>")
+    else:
+        out.append(f'<div class="figure">{unet_pair_svg(left, right, view.status_of, prefix=prefix)}</div>')
+        out.append('<p class="hint noprint">Select a block to list its tensors: for a target block, where each '
+                   "tensor came from; for a source block, where each of its tensors went.</p>")
+
+    if result.warnings:
+        out.append(f"<{h}>Warnings</{h}>")
+        out.append('<ul class="plain">' + "".join(f"<li>{_esc(w)}</li>" for w in result.warnings) + "</ul>")
+    if result.notes:
+        out.append(f"<{h}>Notes</{h}>")
+        out.append('<ul class="plain small">' + "".join(f"<li>{_esc(n)}</li>" for n in result.notes) + "</ul>")
+
+    out.append(f"<{h}>Tensors by block</{h}>")
+    out.append('<p class="small muted">Every target tensor with its action (<b>copied</b> unchanged; <b>adapted</b> '
+               "through the rules shown; <b>initialised</b> by nnU-Net, with the reason; <b>head</b>), the source "
+               "tensor it came from when its key differs, and both shapes. Blocks not fully copied are open.</p>")
+    for role in ("target", "source"):
+        lay = view.layouts[role]
+        for b in (lay.blocks if lay is not None else ()):
+            gid = view.gid(role, b)
+            st = view.status[gid]
+            if role == "target":
+                rows = view.target_block_rows(b)
+                if not rows:
+                    continue
+                table = f"<table>{_PLAN_HEAD}<tbody>" + "".join(_plan_row(r, view.index[id(r)]) for r in rows)
+                what = f"{sum(1 for r in rows if r.carried)} of {len(rows)} tensors carried over"
+            else:
+                if not b.keys:
+                    continue
+                table = f"<table>{_SOURCE_HEAD}<tbody>" + _source_rows(view, b)
+                what = f"{sum(1 for k in b.keys if k in view.fed)} of {len(b.keys)} tensors carried over"
+            opened = " open" if role == "target" and st.name in ("adapted", "partly", "initialised") else ""
+            label = TRANSFER_LABELS.get(st.name, st.label)
+            out.append(
+                f'<details class="tens" id="tensors-{_esc(gid)}"{opened}><summary><span class="sw sw-{st.name} '
+                f'tx-{st.name}">{_esc(st.mark)}</span> <b>{role} {_esc(b.label)}</b> <span class="muted small">'
+                f"<code>{_esc(b.module)}</code> · {_esc(label)} · {what}</span></summary>{table}</tbody></table>"
+                "</details>"
+            )
+    rest = view.unplaced()
+    if rest:
+        body = "".join(_plan_row(r, view.index[id(r)]) for r in rest)
+        label = "Tensors outside the drawn blocks" if view.status else "Tensors"
+        out.append(f'<details class="tens" open><summary><b>{label}</b> <span class="muted small">{len(rest)} '
+                   f"tensors</span></summary><table>{_PLAN_HEAD}<tbody>{body}</tbody></table></details>")
+    out.append("</div>")
+    return "\n".join(out)
+
+
+def _transfer_page(result: t.Any) -> str:
+    body = ("<h1>Pretrained weights carried over into the target's own network</h1>"
+            '<p class="muted"><code>plancheck transfer</code> keeps the target\'s plans and writes a checkpoint for '
+            "the network nnU-Net builds from them: every source tensor that fits is copied or adapted, the rest "
+            "keeps nnU-Net's initialisation.</p>\n" + transfer_section(result))
+    return page("plancheck transfer", body)
+
+
+# --------------------------------------------------------------------------- verify
+
+
+def _verify_page(result: t.Any) -> str:
+    from plancheck.render_verify import memory_rows
+    from plancheck.verify import GiB, _fmt_bytes, _fmt_seconds
+
+    report = result.report
+    out = ["<h1>Does the fine-tuning step run?</h1>",
+           '<p class="muted"><code>plancheck verify</code> checks the pair, then loads the weights with nnU-Net\'s '
+           "<code>load_pretrained_weights</code> and runs training steps of nnU-Net's trainer on synthetic batches, "
+           "measuring their memory and time.</p>"]
+    if not report.compatible:
+        out.append('<div class="verdict bad"><b>✗ Not run.</b> The weights do not load into the target\'s network; '
+                   "nothing was built on a device. The check follows.</div>")
+    else:
+        what = "predicted" if result.device == "meta" else "verified"
+        cls, mark = ("good", "✓ OK") if result.ok else ("bad", "✗ Failed")
+        out.append(f'<div class="verdict {cls}"><b>{mark}:</b> {what} on <code>{_esc(result.device)}</code> '
+                   f"({_esc(result.configuration)}, {_esc(result.trainer)}, batch {_esc(result.batch_size)}, patch "
+                   f"{_esc(list(result.patch_size or ()))}, AMP {'on' if result.amp else 'off'}).</div>")
+        w = result.weights
+        if w is not None:
+            if w.loaded:
+                text = (f"Loaded by nnU-Net's <code>load_pretrained_weights</code>; {w.tensors_equal} of "
+                        f"{w.tensors_checked} tensors hold the source's values after loading (heads excluded).")
+            else:
+                text = f"<b>Not loaded:</b> {_esc(w.message)}"
+            out.append(f"<p><b>Weights.</b> {text} <span class=\"muted small\">From {_esc(w.weights_from)}."
+                       "</span></p>")
+        m = result.measurement
+        if m is not None:
+            out.append("<h2>Training steps</h2>")
+            if m.out_of_memory:
+                out.append(f'<div class="verdict bad"><b>Out of memory</b> after {m.iterations} iteration(s): '
+                           f"{_esc(m.out_of_memory)}</div>")
+            if m.losses:
+                trend = {True: "falls", False: "does not fall", None: "has one value, so no trend"}[m.loss_fell]
+                rows = []
+                for i, loss in enumerate(m.losses):
+                    if i == 0:
+                        secs = (f'<td class="num">{_fmt_seconds(m.first_iteration_seconds)} '
+                                '<span class="muted small">(the first, warm-up)</span></td>')
+                    elif i == 1:
+                        secs = (f'<td class="num" rowspan="{len(m.losses) - 1}">'
+                                f'{_fmt_seconds(m.seconds_per_iteration)} '
+                                '<span class="muted small">each (their mean)</span></td>')
+                    else:
+                        secs = ""
+                    bad = "" if math.isfinite(loss) else ' class="tx-fails"'
+                    rows.append(f'<tr><td class="num">{i + 1}</td><td class="num"{bad}>{loss:.4f}</td>{secs}</tr>')
+                out.append('<table style="width:auto"><thead><tr><th class="num">iteration</th>'
+                           '<th class="num">loss</th><th class="num">time</th></tr></thead><tbody>'
+                           + "".join(rows) + "</tbody></table>")
+                finite = "finite" if m.losses_finite else "<b>not finite</b>"
+                out.append(f'<p class="small">The loss is {finite}; it {trend}. Device: {_esc(m.device_name)}.'
+                           "</p>")
+        if result.expected_seconds is not None:
+            out.append(f'<p class="small">Expected before the run: about {_fmt_seconds(result.expected_seconds)}.</p>')
+        mem = memory_rows(result)
+        if mem:
+            out.append("<h2>Memory: measured, predicted, nnU-Net's estimate</h2>")
+            out.append("<table><thead><tr><th>what</th><th>value</th></tr></thead><tbody>"
+                       + "".join(f"<tr><td>{_esc(k)}</td><td class=\"mono\">{_esc(v)}</td></tr>" for k, v in mem)
+                       + "</tbody></table>")
+            if result.nnunet_estimate is not None and result.nnunet_estimate.estimate is not None:
+                out.append('<p class="small muted">nnU-Net\'s estimate is not in bytes: its planner compares '
+                           "<code>compute_conv_feature_map_size</code> (feature-map elements) with a reference that "
+                           "stands for its GPU memory target; <i>implied</i> turns it into bytes by that same "
+                           "proportion.</p>")
+        if result.gpu_memory is not None:
+            fits = {True: "yes", False: "no", None: "unknown"}[result.fits]
+            out.append(f"<p><b>Fits in --gpu-memory {result.gpu_memory / GiB:g} GiB: {fits}</b> (compared: "
+                       f"{_esc(_fmt_bytes(result.memory_compared))}).</p>")
+        if result.warnings:
+            out.append("<h2>Warnings</h2>")
+            out.append('<ul class="plain">' + "".join(f"<li>{_esc(x)}</li>" for x in result.warnings) + "</ul>")
+        notes = [*result.notes, *(result.prediction.notes if result.prediction else ()),
+                 *(result.nnunet_estimate.notes if result.nnunet_estimate else ())]
+        if notes:
+            out.append("<h2>Notes</h2>")
+            out.append('<ul class="plain small">' + "".join(f"<li>{_esc(x)}</li>" for x in notes) + "</ul>")
+    out.append('<h2>The check that came first</h2>')
+    out.append(check_section(report, heading="h3"))
+    title = "plancheck verify: " + ("not run" if not report.compatible else "ok" if result.ok else "failed")
+    return page(title, "\n".join(out))
+
+
 # --------------------------------------------------------------------------- pytest plugin
 
 
@@ -772,8 +1133,17 @@ _registered = False
 
 
 def _register_builtin() -> None:
-    """Pages of the built-in results (lazy: matrix and plansdiff import this module's users)."""
+    """Pages of the built-in results (lazy: matrix and plansdiff import this module's users).
+
+    The transfer and verify pages are registered once their modules are imported (they
+    import torch; ``plancheck diff`` must not): a result of theirs cannot exist before.
+    """
     global _registered
+    for module, name, fn in (("plancheck.transfer", "TransferResult", _transfer_page),
+                             ("plancheck.verify", "VerifyResult", _verify_page)):
+        loaded = sys.modules.get(module)
+        if loaded is not None and hasattr(loaded, name):
+            _PAGES.setdefault(getattr(loaded, name), fn)
     if _registered:
         return
     _registered = True

@@ -17,7 +17,8 @@ from plancheck.report import Report, Status, TensorRow
 if t.TYPE_CHECKING:
     from plancheck.layout import Block
 
-__all__ = ["BLOCK_STATUSES", "DIFF_LABELS", "BlockStatus", "block_status", "legend_text", "rows_by_key"]
+__all__ = ["ALL_STATUSES", "BLOCK_STATUSES", "DIFF_LABELS", "TRANSFER_LABELS", "TRANSFER_STATUSES", "BlockStatus",
+           "block_status", "legend_text", "rows_by_key", "transfer_block_status"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,9 +42,22 @@ HEAD = BlockStatus("head", "↺", "segmentation head: skipped, trained anew", ("
                    ("#0c2b45", "#5fb0f0"))
 UNKNOWN = BlockStatus("unknown", "?", "not in the report", ("#f4f4f4", "#aaaaaa"), ("#222222", "#777777"))
 
-#: Every status, in legend order.
+#: What ``plancheck transfer`` did to a block's tensors (the head and unused keep their colours).
+COPIED = BlockStatus("copied", "=", "copied: every tensor carried over unchanged", ("#d4efe3", "#007a5a"),
+                     ("#0f3b2e", "#3fcf9f"))
+ADAPTED = BlockStatus("adapted", "~", "adapted: carried over, some tensors through a shape rule",
+                      ("#f3dcea", "#a2487f"), ("#45172f", "#e58fc0"))
+PARTLY = BlockStatus("partly", "½", "partly: some tensors carried over, the others not (in the target: initialised)",
+                     ("#fde7b8", "#b36b00"), ("#4a3506", "#f0b030"))
+INITIALISED = BlockStatus("initialised", "○", "initialised: nothing carried over, nnU-Net's own initialisation",
+                          ("#f8d0c2", "#c24a00"), ("#4d1f0c", "#ff8a50"))
+
+#: Every status of a check (and diff), in legend order.
 BLOCK_STATUSES: tuple[BlockStatus, ...] = (LOADS, FAILS, MISSING, UNUSED, HEAD)
-BY_NAME = {s.name: s for s in (*BLOCK_STATUSES, UNKNOWN)}
+#: Every status of a transfer, in legend order: target blocks by action, source blocks carried over or not.
+TRANSFER_STATUSES: tuple[BlockStatus, ...] = (COPIED, ADAPTED, PARTLY, INITIALISED, UNUSED, HEAD)
+ALL_STATUSES: tuple[BlockStatus, ...] = (*BLOCK_STATUSES, COPIED, ADAPTED, PARTLY, INITIALISED)
+BY_NAME = {s.name: s for s in (*ALL_STATUSES, UNKNOWN)}
 
 #: The same colours read as a plans comparison (``plancheck diff``: no loader involved).
 DIFF_LABELS = {
@@ -52,6 +66,12 @@ DIFF_LABELS = {
     "missing": "only in B",
     "unused": "only in A",
     "head": "segmentation head",
+}
+
+#: The labels of shared statuses as a transfer reads them.
+TRANSFER_LABELS = {
+    "unused": "source tensors not carried over",
+    "head": "segmentation head: nnU-Net's initialisation, trained anew",
 }
 
 
@@ -79,6 +99,36 @@ def block_status(block: Block, rows: t.Mapping[str, TensorRow], role: str) -> Bl
     return LOADS
 
 
-def legend_text(labels: t.Mapping[str, str] | None = None) -> str:
+def transfer_block_status(block: Block, actions: t.Mapping[str, str], role: str) -> BlockStatus:
+    """What a transfer did to the block's tensors.
+
+    ``actions``: every key of the block's side that the transfer touched -> ``copied``,
+    ``adapted``, ``initialised`` or ``head`` (target keys: the plan's action; source keys:
+    the action of the target tensor it went into). A target block is copied, adapted, partly
+    (some carried, some initialised), initialised or head; a source block whose tensors went
+    nowhere is unused.
+    """
+    mine = [actions[k] for k in block.keys if k in actions]
+    if block.kind == "head" or (mine and set(mine) == {"head"}):
+        return HEAD
+    if role == "source":
+        if not mine:
+            return UNUSED if block.keys else UNKNOWN
+        used = {a for a in mine if a in ("copied", "adapted")}
+        if len(mine) < len(block.keys):
+            return PARTLY if used else UNUSED
+        return ADAPTED if "adapted" in used else COPIED
+    if not mine:
+        return UNKNOWN
+    carried = {a for a in mine if a in ("copied", "adapted")}
+    if not carried:
+        return INITIALISED
+    if "initialised" in mine:
+        return PARTLY
+    return ADAPTED if "adapted" in carried else COPIED
+
+
+def legend_text(labels: t.Mapping[str, str] | None = None,
+                statuses: t.Sequence[BlockStatus] = BLOCK_STATUSES) -> str:
     """The legend as plain text lines (mark, name, meaning)."""
-    return "\n".join(f"{s.mark} {s.name}: {(labels or {}).get(s.name, s.label)}" for s in BLOCK_STATUSES)
+    return "\n".join(f"{s.mark} {s.name}: {(labels or {}).get(s.name, s.label)}" for s in statuses)

@@ -1,8 +1,9 @@
 """The pages in a real browser: headless Chromium opens each kind of page made from the fixtures.
 
-For each page: no console message (errors included), the inline script ran, the DOM after
-rendering holds every stage of both networks, a root cause selected by ``#select=`` highlights
-its blocks, and the screenshot is not blank. Screenshots stay in ``.bench/screenshots/``.
+Pages of check, diff, matrix, transfer, verify and the pytest plugin. For each page: no console
+message (errors included), the inline script ran, the DOM after rendering holds every stage of
+both networks, a root cause or block selected by ``#select=`` is highlighted, and the screenshot
+is not blank. Screenshots stay in ``.bench/screenshots/``.
 
 ``make test-browser`` runs these (``.ci/run`` installs Debian's chromium first); plain
 ``make test`` runs them when a Chromium is found and otherwise says so in one line
@@ -17,7 +18,7 @@ import subprocess
 
 import pytest
 
-from conftest import ROOT, fixture
+from conftest import ROOT, fixture, load
 from pngcolours import distinct_colours, pixel
 
 pytestmark = pytest.mark.browser
@@ -111,6 +112,27 @@ def pages(tmp_path_factory) -> dict:
     path = folder / "pytest-report.html"
     write_report(path, records)
     out["pytest-report"] = (path, records)
+    # transfer (a real checkpoint of Dataset906's network into Dataset902's: depth +2, other kernels) and verify
+    import torch
+
+    import nnunet_oracle as oracle
+    from plancheck.transfer import transfer
+
+    small = fixture("Dataset906_SmallImages")
+    plans, dj = load(small), load(small.parent / "dataset.json")
+    torch.manual_seed(0)
+    ckpt = folder / "checkpoint_final.pth"
+    torch.save(oracle.nnunet_checkpoint(oracle.build_real(plans, "3d_fullres", dj), plans, dj, "3d_fullres"), ckpt)
+    target = fixture("Dataset902_CTAnisotropic")
+    path = folder / "transfer-depth.html"
+    with pytest.raises(SystemExit):
+        main(["transfer", str(ckpt), str(target), "-o", str(folder / "transferred.pth"), "--html", str(path)])
+    out["transfer-depth"] = (path, transfer(ckpt, target, dry_run=True))
+    path = folder / "verify-cpu.html"
+    with pytest.raises(SystemExit):
+        main(["verify", str(small), str(small), "-c", "2d", "--patch-size", "0", "32", "32", "--batch-size", "2",
+              "--iterations", "3", "--html", str(path)])
+    out["verify-cpu"] = (path, check(small, small, configuration="2d"))
     SHOTS.mkdir(parents=True, exist_ok=True)
     return out
 
@@ -193,3 +215,39 @@ def test_check_page_prints(browser, pages, tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     data = pdf.read_bytes()
     assert data.startswith(b"%PDF") and data.count(b"/Type /Page") - data.count(b"/Type /Pages") >= 2
+
+
+def test_transfer_page_in_the_browser(browser, pages):
+    """Every block of both networks drawn with the status the page was written with; a block selected by
+    ``#select=`` opens its tensor list."""
+    path, result = pages["transfer-depth"]
+    dom = browser.dom(path)
+    assert '<html lang="en" data-ready="1">' in dom
+    drawn = dict(re.findall(r'<g id="((?:source|target)-[a-z]+\d*)" class="blk st-(\w+)"', dom))
+    layout = result.check.layout
+    assert set(drawn) == {f"{role}-{b.id}" for role, lay in (("source", layout.source), ("target", layout.target))
+                          for b in lay.blocks}
+    actions = {r.action.value for r in result.plan.tensors}
+    assert {"copied", "adapted", "initialised", "head"} <= actions
+    assert {"copied", "adapted", "initialised", "head"} <= set(drawn.values())
+    assert "Written to " in dom and "read back and checked" in dom
+    deepest = f"target-enc{layout.target.levels - 1}"
+    assert drawn[deepest] == "initialised"  # no source stage at that level
+    selected = browser.dom(path, f"#select={deepest}")
+    assert re.search(rf'<g id="{deepest}" class="blk st-initialised sel"', selected)
+    assert re.search(rf'<details class="tens sel" id="tensors-{deepest}" open="">', selected)
+    png = browser.screenshot(path, SHOTS / "transfer-depth.png", height=2600)
+    assert distinct_colours(png) > 50
+
+
+def test_verify_page_in_the_browser(browser, pages):
+    path, report = pages["verify-cpu"]
+    dom = browser.dom(path)
+    assert '<html lang="en" data-ready="1">' in dom
+    assert "✓ OK:" in dom and "<h2>Training steps</h2>" in dom and "<h2>Memory: measured, predicted" in dom
+    assert len(re.findall(r'<tr><td class="num">\d</td><td class="num">[0-9.]+</td>', dom)) == 3
+    drawn = set(re.findall(r'<g id="((?:source|target)-[a-z]+\d*)" class="blk st-(?:loads|head)"', dom))
+    assert drawn == {f"{role}-{b.id}" for role, lay in (("source", report.layout.source),
+                                                        ("target", report.layout.target)) for b in lay.blocks}
+    png = browser.screenshot(path, SHOTS / "verify-cpu.png", height=1600)
+    assert distinct_colours(png) > 50

@@ -8,6 +8,7 @@ renderer; the pages are checked to be well-formed and self-contained.
 
 from __future__ import annotations
 
+import html
 import json
 import re
 import subprocess
@@ -309,3 +310,158 @@ def test_compatible_markdown_diagram_marks_nothing():
     text = render(report_of("compatible"), "markdown")
     block = text.split("```mermaid\n", 1)[1].split("```", 1)[0]
     assert set(re.findall(r":::(\w+)$", block, flags=re.M)) == {"loads"}
+
+
+# --------------------------------------------------------------------------- transfer and verify pages
+
+
+@pytest.fixture(scope="module")
+def checkpoint_906(tmp_path_factory):
+    """A checkpoint of the network nnU-Net builds for Dataset906 (3d_fullres), with random weights."""
+    import torch
+
+    import nnunet_oracle as oracle
+
+    path = fixture("Dataset906_SmallImages")
+    plans, dj = load(path), load(path.parent / "dataset.json")
+    torch.manual_seed(0)
+    net = oracle.build_real(plans, "3d_fullres", dj)
+    ckpt = tmp_path_factory.mktemp("ckpt") / "checkpoint_final.pth"
+    torch.save(oracle.nnunet_checkpoint(net, plans, dj, "3d_fullres"), ckpt)
+    return ckpt
+
+
+@pytest.fixture(scope="module")
+def wider_906(tmp_path_factory):
+    """906 with a wider deepest stage: its stage and the decoder stage reading it change widths."""
+    import shutil
+
+    folder = tmp_path_factory.mktemp("wider")
+    plans = load(fixture("Dataset906_SmallImages"))
+    plans["configurations"]["3d_fullres"]["architecture"]["arch_kwargs"]["features_per_stage"][-1] = 320
+    (folder / "nnUNetPlans.json").write_text(json.dumps(plans))
+    shutil.copy(fixture("Dataset906_SmallImages").parent / "dataset.json", folder / "dataset.json")
+    return folder / "nnUNetPlans.json"
+
+
+def _expected_transfer_status(result, role: str, module: str) -> str:
+    """The status a transfer block must show, from the plan's rows under ``module`` (independent of the renderer)."""
+    def under(keys) -> bool:
+        return any(k.startswith(module + ".") for k in keys)
+
+    if role == "target":
+        actions = {r.action.value for r in result.plan.tensors if under(r.keys)}
+        if "head" in actions:
+            return "head"
+        carried = actions & {"copied", "adapted"}
+        if not carried:
+            return "initialised"
+        if "initialised" in actions:
+            return "partly"
+        return "adapted" if "adapted" in carried else "copied"
+    if ".seg_layers." in module + ".":
+        return "head"
+    read = {r.source_key: r.action.value for r in result.plan.tensors if r.action.value in ("copied", "adapted")}
+    mine = [r for r in result.check.tensors if r.source_shape is not None and under(r.keys)]
+    used = [next(read[k] for k in r.keys if k in read) for r in mine if any(k in read for k in r.keys)]
+    if not used:
+        return "unused"
+    if len(used) < len(mine):
+        return "partly"
+    return "adapted" if "adapted" in used else "copied"
+
+
+TRANSFERS = {
+    "depth": (fixture("Dataset902_CTAnisotropic"), "adapt"),  # kernels, strides, depth +2
+    "channels": (fixture("Dataset904_BrainMRI"), "adapt"),  # 1 -> 4 input channels, depth +2
+    "encoder-only": (fixture("Dataset906_SmallImages"), "encoder"),  # the decoder starts fresh
+    "wider": (None, "adapt"),  # the deepest stage wider: some blocks partly carried over
+}
+
+
+@pytest.mark.parametrize("name", list(TRANSFERS))
+def test_transfer_page_colours_every_block_by_what_the_transfer_did(name, checkpoint_906, wider_906):
+    from plancheck.render_html import html_page
+    from plancheck.transfer import transfer
+
+    target, strategy = TRANSFERS[name]
+    result = transfer(checkpoint_906, target or wider_906, dry_run=True, strategy=strategy)
+    page = html_page(result)
+    assert_self_contained(page)
+    (svg,) = svgs_of(page)
+    blocks = blocks_of(svg)
+    layout = result.check.layout
+    for role, lay in (("source", layout.source), ("target", layout.target)):
+        mine = {k: g for k, g in blocks.items() if k.startswith(role + "-")}
+        assert sorted(mine) == sorted(f"{role}-{b.id}" for b in lay.blocks)  # one element per block
+        for b in lay.blocks:
+            assert mine[f"{role}-{b.id}"].get("data-status") == _expected_transfer_status(result, role, b.module), \
+                (role, b.id)
+        for gid in mine:
+            assert f'id="tensors-{gid}"' in page  # selecting a block lists its tensors
+    statuses = {g.get("data-status") for g in blocks.values()}
+    if name == "wider":
+        assert "partly" in statuses and "initialised" in statuses
+    if name == "encoder-only":
+        assert {blocks[f"target-{b.id}"].get("data-status") for b in layout.target.of_kind("decoder")} \
+            == {"initialised"}
+        assert {blocks[f"source-{b.id}"].get("data-status") for b in layout.source.of_kind("decoder")} == {"unused"}
+    # every target tensor is in the tensor tables once, the legend has every status drawn, the command is there
+    assert len(set(re.findall(r'<tr data-t="(\d+)"', page))) == len(result.plan.tensors)
+    assert len(re.findall(r'<tr data-t="\d+"', page)) == len(result.plan.tensors)
+    legend = re.search(r'<ul class="legend" aria-label="legend">(.*?)</ul>', page).group(1)
+    assert set(re.findall(r'class="sw sw-(\w+)', legend)) == statuses
+    assert html.escape(result.command) in page
+    for part in result.plan.parts:
+        assert f"<td>{part.part.value}</td>" in page
+        assert f"{part.parameters_carried:,} / {part.parameters_total:,}" in page
+    # a source key aligned from another key is shown next to the target key
+    moved = [r for r in result.plan.tensors if r.source_key not in (None, r.key)]
+    for r in moved:
+        assert f"<td><code>{html.escape(r.key)}</code>" in page and f"<code>{html.escape(r.source_key)}</code>" in page
+    if name == "depth":
+        assert moved  # the decoder is aligned by resolution level
+
+
+def test_transfer_html_option(run_cli, tmp_path, checkpoint_906):
+    """transfer --html: the page is written, stdout as usual; a foreign FILE is refused before OUT is written."""
+    target = fixture("Dataset902_CTAnisotropic")
+    page, out = tmp_path / "transfer.html", tmp_path / "out.pth"
+    mine = tmp_path / "notes.html"
+    mine.write_text("<p>my notes</p>")
+    code, stdout, stderr = run_cli("transfer", checkpoint_906, target, "-o", out, "--html", mine)
+    assert code == 2 and stdout == "" and "notes.html" in stderr and len(stderr.strip().splitlines()) == 1
+    assert mine.read_text() == "<p>my notes</p>" and not out.exists()
+    code, stdout, stderr = run_cli("transfer", checkpoint_906, target, "-o", out, "--html",
+                                   tmp_path / "no" / "such.html")
+    assert code == 2 and "cannot write the HTML page" in stderr and not out.exists()
+    code, stdout, stderr = run_cli("transfer", checkpoint_906, target, "--dry-run", "--html", page)
+    assert code == 0 and stdout.startswith("TRANSFER") and "nnUNetv2_train" in stdout
+    text = page.read_text()
+    assert text.startswith("<!DOCTYPE html>") and "Dry run: nothing was written." in text and not out.exists()
+
+
+@pytest.mark.slow
+def test_verify_page(run_cli, tmp_path):
+    """verify --html: the check's verdict section, the memory table, one row per iteration with its loss."""
+    small = fixture("Dataset906_SmallImages")
+    page = tmp_path / "verify.html"
+    code, stdout, stderr = run_cli("verify", small, small, "-c", "2d", "--patch-size", "0", "32", "32",
+                                   "--batch-size", "2", "--iterations", "3", "--html", page, "--format", "json")
+    assert code == 0, stderr
+    data = json.loads(stdout)  # the usual output on stdout
+    text = page.read_text()
+    assert_self_contained(text)
+    assert "✓ OK:" in text and "✓ Compatible." in text  # verify's verdict, then the check's section
+    losses = re.findall(r'<tr><td class="num">(\d+)</td><td class="num">([0-9.]+)</td>', text)
+    assert [int(i) for i, _ in losses] == [1, 2, 3]
+    assert [float(v) for _, v in losses] == pytest.approx(data["measurement"]["losses"], abs=1e-4)
+    assert "measured CPU allocation delta" in text and "predicted peak" in text and "nnU-Net&#x27;s estimate" in text
+    (svg,) = svgs_of(text)
+    assert {g.get("data-status") for g in blocks_of(svg).values()} == {"loads", "head"}
+    # an incompatible pair: nothing run, the check's verdict and its pictures
+    a, b = fixture("Dataset901_CTIsotropic"), fixture("Dataset902_CTAnisotropic")
+    code, stdout, _ = run_cli("verify", a, b, "--html", page)
+    assert code == 1 and stdout.startswith("NOT RUN")
+    text = page.read_text()
+    assert "✗ Not run." in text and "✗ Incompatible." in text and "<h2>Training steps</h2>" not in text
