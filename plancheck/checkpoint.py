@@ -51,6 +51,7 @@ from plancheck.errors import CheckpointError
 __all__ = [
     "ALLOWED_GLOBALS",
     "CONTAINER_KEYS",
+    "EXTRA_KEYS",
     "Checkpoint",
     "TensorRecord",
     "read_checkpoint",
@@ -65,6 +66,10 @@ CONTAINER_KEYS: tuple[str, ...] = (
     "model_ema",
     "network",
 )
+
+#: Top-level entries besides the state_dict that are copied out as plain data (``Checkpoint.extras``):
+#: nnssl's pretraining checkpoints describe their network and how to adapt it there (plancheck.nnssl).
+EXTRA_KEYS: tuple[str, ...] = ("nnssl_adaptation_plan", "citations")
 
 #: Largest data.pkl the safe reader unpickles (nnU-Net's is well under 1 MiB).
 MAX_PICKLE_BYTES = 256 * 1024 * 1024
@@ -132,6 +137,8 @@ class Checkpoint:
     trainer_name: str | None
     current_epoch: int | None
     top_level_keys: tuple[str, ...]
+    #: plain copies of the :data:`EXTRA_KEYS` the checkpoint dict holds (nnssl's adaptation plan, citations)
+    extras: Mapping[str, Any] = dataclasses.field(default_factory=lambda: MappingProxyType({}))
 
     def alias_groups(self) -> list[tuple[str, ...]]:
         """Keys that name one tensor (same storage, offset, shape and stride).
@@ -1524,7 +1531,7 @@ _Leaf = Callable[[object, Callable[[object], object]], tuple[bool, object]]
 _PLAIN_SCALARS = frozenset({str, int, float, bool, type(None)})
 
 
-def _copy_plain(obj: object, leaf: _Leaf, path: str) -> Any:
+def _copy_plain(obj: object, leaf: _Leaf, path: str, what: str = "init_args") -> Any:
     """Deep copy of *obj* with internal records replaced by public values (bounded depth).
 
     *leaf(o, convert)* returns ``(True, replacement)`` for objects it handles; *convert*
@@ -1539,10 +1546,10 @@ def _copy_plain(obj: object, leaf: _Leaf, path: str) -> Any:
         if handled:
             return value
         if depth > _MAX_DEPTH:
-            raise _err(f"init_args nested deeper than {_MAX_DEPTH} levels", path)
+            raise _err(f"{what} nested deeper than {_MAX_DEPTH} levels", path)
         if isinstance(o, (dict, list, tuple, set, frozenset)):
             if id(o) in active:
-                raise _err("init_args contains a reference cycle", path)
+                raise _err(f"{what} contains a reference cycle", path)
             active.add(id(o))
             try:
                 if isinstance(o, dict):  # OrderedDict becomes a plain (ordered) dict
@@ -1564,7 +1571,7 @@ def _copy_plain(obj: object, leaf: _Leaf, path: str) -> Any:
             raise _err(e.message, path) from e
         raise
     except Exception as e:  # unhashable keys after conversion, numpy errors, ...
-        raise _err(f"init_args cannot be copied ({_describe(e)})", path) from e
+        raise _err(f"{what} cannot be copied ({_describe(e)})", path) from e
 
 
 def _build_checkpoint(
@@ -1583,6 +1590,11 @@ def _build_checkpoint(
     init_args = _copy_plain(init_args, leaf, path) if isinstance(init_args, dict) else None
     trainer_name = top.get("trainer_name") if container_key is not None else None
     current_epoch = top.get("current_epoch") if container_key is not None else None
+    extras = {
+        key: _copy_plain(top[key], leaf, path, what=key)
+        for key in EXTRA_KEYS
+        if container_key is not None and key in top
+    }
     return Checkpoint(
         path=path,
         format=fmt,
@@ -1592,5 +1604,6 @@ def _build_checkpoint(
         trainer_name=trainer_name if isinstance(trainer_name, str) else None,
         current_epoch=current_epoch if type(current_epoch) is int else None,
         top_level_keys=tuple(k if isinstance(k, str) else f"<{_type_name(k)} key>" for k in top),
+        extras=MappingProxyType(extras),
     )
 

@@ -246,6 +246,8 @@ class Report:
     root_causes: tuple[RootCause, ...] = ()
     warnings: tuple[str, ...] = ()
     notes: tuple[str, ...] = field(default=())
+    #: nnssl sources only: master's pretrained-trainer verdict (plancheck.nnssl.PretrainedTrainerVerdict)
+    pretrained_trainer: t.Any = None
 
     def to_dict(self) -> dict[str, Json]:
         from plancheck import __version__
@@ -263,6 +265,7 @@ class Report:
             "warnings": list(self.warnings),
             "notes": [*self.source.notes, *self.target.notes, *self.notes],
             "tensors": [row.to_dict() for row in self.tensors],
+            **({} if self.pretrained_trainer is None else {"pretrained_trainer": self.pretrained_trainer.to_dict()}),
         }
 
     def problems(self) -> tuple[TensorRow, ...]:
