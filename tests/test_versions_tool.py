@@ -31,3 +31,21 @@ def test_the_readme_states_the_floor():
     text = (ROOT / "README.md").read_text()
     assert f"`nnunetv2>={major}.{minor}`" in text
     assert f"nnunetv2 {major}.{minor - 1} is not supported" in text
+
+
+def test_why_nnunet_2_5_is_not_supported(tmp_path):
+    """2.5's loader is ``torch.load(fname)``: with torch >= 2.6 it cannot read what nnUNetTrainer saves."""
+    import pickle
+
+    import pytest
+    import torch
+
+    from nnunet_oracle import nnunet_checkpoint
+
+    path = tmp_path / "checkpoint_final.pth"
+    torch.save(nnunet_checkpoint(torch.nn.Conv3d(1, 2, 3), {"configurations": {}}, {}, "3d_fullres"), path)
+    major, minor = (int(x) for x in torch.__version__.split(".")[:2])
+    assert (major, minor) >= (2, 6), "the README's reason assumes torch >= 2.6 (weights_only=True by default)"
+    with pytest.raises(pickle.UnpicklingError, match="numpy"):
+        torch.load(path)  # what nnunetv2 2.5.2's load_pretrained_weights does
+    assert "network_weights" in torch.load(path, weights_only=False)  # what 2.6 and later do

@@ -42,6 +42,7 @@ DIFFERENTIAL_TESTS = (
     "tests/test_fixtures.py",
     "tests/test_nnssl.py",
     "tests/test_torchenv.py",
+    "tests/test_versions_tool.py",
 )
 
 
