@@ -202,6 +202,9 @@ def interventions(source: Side, target: Side) -> list[Intervention]:
 
     if s.trainer != tg.trainer:
         result.append(_trainer_intervention(source, target))
+    patch = _patch_size_intervention(source, target)
+    if patch is not None:
+        result.append(patch)
 
     if s.input_channels != tg.input_channels:
         n_src, n_tgt = s.input_channels, tg.input_channels
@@ -273,6 +276,39 @@ def _dimension_cause(
         repair=lambda spec: spec,
         breaks=lambda spec: spec,
         note=note,
+def _with_patch_size(patch_size: Json) -> t.Callable[[NetworkSpec], NetworkSpec]:
+    """A trainer-built spec whose plans (the trainer's ConfigurationManager) carry another patch size."""
+    import json
+
+    def apply(spec: NetworkSpec) -> NetworkSpec:
+        context = spec.trainer_context
+        if spec.trainer is None or context is None:
+            return spec  # get_network_from_plans never reads the patch size
+        plans = json.loads(context.plans_json)
+        plans["configurations"][context.configuration]["patch_size"] = copy.deepcopy(patch_size)
+        return replace(spec, trainer_context=replace(context, plans_json=json.dumps(plans, sort_keys=True)))
+
+    return apply
+
+
+def _patch_size_intervention(source: Side, target: Side) -> Intervention | None:
+    """The patch size, for networks built by a trainer that reads it (Primus: the learned positional embedding).
+
+    nnU-Net's plans networks do not depend on the patch size; a trainer's
+    ``build_network_architecture`` may (it receives the ConfigurationManager), so the patch
+    size is intervened on whenever a side is built through a trainer.
+    """
+    if source.spec.trainer is None and target.spec.trainer is None:
+        return None
+    a, b = source.configuration.data.get("patch_size"), target.configuration.data.get("patch_size")
+    if a is None or b is None or list(a) == list(b):
+        return None
+    path = _Paths(target)
+    return Intervention(
+        causes=(Cause(path(("patch_size",)), list(a), list(b)),),
+        repair=_with_patch_size(list(a)),
+        breaks=_with_patch_size(list(b)),
+        note="patch size: the trainer's network has tensors sized by it (a learned positional embedding)",
     )
 
 

@@ -367,7 +367,31 @@ def check_target(
     from plancheck.layout import check_layout
 
     report = dataclasses.replace(report, layout=check_layout(src, tgt))
+    if prepared.input.nnssl is not None:
+        report = _with_pretrained_trainer(report, prepared, tgt, target_shapes)
     return CheckResult(report=report, target=tgt)
+
+
+def _with_pretrained_trainer(report: Report, prepared: PreparedSource, tgt: Side, target_shapes: ShapeTable) -> Report:
+    """nnssl sources: add what nnU-Net master's PretrainedTrainer would load (encoder and stem only)."""
+    from plancheck.build import build_meta_network
+    from plancheck.nnssl import pretrained_trainer_verdict
+
+    plan = prepared.input.nnssl
+    assert plan is not None
+    network = build_meta_network(tgt.spec, source=tgt.label)
+    patch = tgt.configuration.data.get("patch_size") or []
+    verdict = pretrained_trainer_verdict(
+        plan,
+        prepared.shapes.shapes,
+        target_shapes.shapes,
+        target_key_to_encoder=getattr(network, "key_to_encoder", None),
+        target_key_to_stem=getattr(network, "key_to_stem", None),
+        target_key_to_lpe=getattr(network, "key_to_lpe", None),
+        target_input_channels=tgt.spec.input_channels,
+        target_patch_size=tuple(patch),
+    )
+    return dataclasses.replace(report, pretrained_trainer=verdict)
 
 
 def _with_container_failure(report: Report, ckpt: Checkpoint) -> Report:

@@ -116,10 +116,10 @@ def _locate(path: str, *, field: str, source: str) -> t.Any | None:
             with quiet():
                 obj: t.Any = importlib.import_module(module_name)
         except Exception as e:  # e.g. timm/torchvision missing or broken for the transformer models
-            raise ClassRefused(
-                f"cannot import {module_name} for {field} '{path}': {type(e).__name__}: {_first_line(e)}",
-                path=source,
-            ) from e
+            from plancheck.torchenv import diagnose
+
+            why = diagnose(e) or f"{type(e).__name__}: {_first_line(e)}"
+            raise ClassRefused(f"cannot import {module_name} for {field} '{path}': {why}", path=source) from e
         for attr in parts[split:]:
             obj = getattr(obj, attr, None)
             if obj is None:

@@ -244,6 +244,9 @@ def _report_sections(report: Report, verbose: bool, fmt: str) -> list[tuple[str,
         load += (f"\n\nSegmentation head: {heads} tensor{'s' if heads != 1 else ''} (.seg_layers.), "
                  "skipped by nnU-Net and trained anew")
     sections.append(("Would load", load))
+    nnssl = _nnssl_section(report)
+    if nnssl:
+        sections.append(("nnssl pretraining checkpoint", nnssl))
     if report.warnings:
         sections.append(("Warnings", "\n".join(f"- {w}" for w in report.warnings)))
     notes = [*report.source.notes, *report.target.notes, *report.notes]
@@ -262,6 +265,36 @@ def _report_sections(report: Report, verbose: bool, fmt: str) -> list[tuple[str,
     if table:
         sections.append((title, tabulate(table, headers=headers, tablefmt=fmt, disable_numparse=True)))
     return sections
+
+
+def _nnssl_section(report: Report) -> str:
+    """What an nnssl checkpoint is, master's pretrained-trainer verdict, and what to cite."""
+    facts = report.source.details.get("nnssl")
+    verdict = report.pretrained_trainer
+    if not facts:
+        return ""
+    lines = [
+        f"architecture {facts['architecture']}, pretrained at patch size {format_value(facts['pretrain_patch_size'])}, "
+        f"spacing {format_value(facts['pretrain_spacing'])} ({facts['pretrain_configuration']}), "
+        f"{facts['pretrain_num_input_channels']} input channel(s); recommended fine-tuning patch size "
+        f"{format_value(facts['recommended_downstream_patchsize'])}",
+        "nnU-Net's -pretrained_weights loader (whole network): "
+        + ("loads" if report.compatible else "does not load (see above)"),
+    ]
+    if verdict is not None:
+        what = f"{verdict.encoder_tensors} encoder and {verdict.stem_tensors} stem tensors"
+        lines.append(
+            "nnU-Net master's PretrainedTrainer (encoder and stem only): "
+            + (f"loads ({what})" if verdict.loads else f"does not load: {verdict.failure}")
+        )
+        lines.extend(f"  {a}" for a in verdict.adaptations)
+    from plancheck.nnssl import NnsslPlan
+
+    citations = NnsslPlan.citation_lines_of(facts.get("citations") or [])
+    if citations:
+        lines.append("Please cite, when you use these weights:")
+        lines.extend(f"  {c}" for c in citations)
+    return "\n".join(lines)
 
 
 @register(Report, OutputFormat.TEXT)

@@ -297,6 +297,8 @@ class Report:
     layout: CheckLayout | None = field(default=None, compare=False, repr=False)
     #: Input channels by position, both sides (names from dataset.json, schemes from the plans).
     channels: tuple[ChannelPair, ...] = ()
+    #: nnssl sources only: master's pretrained-trainer verdict (plancheck.nnssl.PretrainedTrainerVerdict)
+    pretrained_trainer: t.Any = None
 
     def to_dict(self) -> dict[str, Json]:
         from plancheck import __version__
@@ -315,6 +317,7 @@ class Report:
             "notes": [*self.source.notes, *self.target.notes, *self.notes],
             "channels": [c.to_dict() for c in self.channels],
             "tensors": [row.to_dict() for row in self.tensors],
+            **({} if self.pretrained_trainer is None else {"pretrained_trainer": self.pretrained_trainer.to_dict()}),
         }
 
     def problems(self) -> tuple[TensorRow, ...]:

@@ -29,6 +29,7 @@ from plancheck.plans import DatasetJson, PlansFile, find_dataset_json, load_data
 
 if t.TYPE_CHECKING:
     from plancheck.checkpoint import Checkpoint
+    from plancheck.nnssl import NnsslPlan
 
 __all__ = [
     "DEFAULT_CONFIGURATION",
@@ -50,7 +51,7 @@ PathOrData = t.Union[str, "os.PathLike[str]", dict, PlansFile]
 DEFAULT_CONFIGURATION = "3d_fullres"
 DEFAULT_PLANS_IDENTIFIER = "nnUNetPlans"
 DEFAULT_TRAINER = "nnUNetTrainer"
-SOURCE_KINDS = ("plans", "checkpoint", "model-folder", "state-dict", "safetensors", "preprocessed-folder")
+SOURCE_KINDS = ("plans", "checkpoint", "model-folder", "state-dict", "safetensors", "preprocessed-folder", "nnssl")
 TARGET_KINDS = ("plans", "preprocessed-folder", "model-folder", "dataset")
 
 #: Environment variables nnU-Net reads, in the order its dataset-ID lookup searches them.
@@ -85,6 +86,7 @@ class SourceInput:
     notes: tuple[str, ...] = ()
     warnings: tuple[str, ...] = ()
     details: dict[str, Json] = field(default_factory=dict)
+    nnssl: NnsslPlan | None = None  #: an nnssl pretraining checkpoint's adaptation plan
 
 
 @dataclass(frozen=True)
@@ -445,6 +447,9 @@ def _checkpoint_source(
     from plancheck.checkpoint import read_checkpoint  # imported only for weights: keeps `import plancheck` light
 
     ckpt = read_checkpoint(path, trust=trust)
+    if ckpt.extras.get("nnssl_adaptation_plan") is not None and source_plans is None:
+        return _nnssl_source(ckpt, path, configuration=configuration, source_dataset_json=source_dataset_json,
+                             notes=notes)
     if kind is None:
         if ckpt.format == "safetensors":
             kind = "safetensors"
@@ -542,6 +547,52 @@ def _checkpoint_source(
         notes=tuple(notes),
         warnings=tuple(warnings),
         details=details,
+    )
+
+
+def _nnssl_source(ckpt: Checkpoint, path: str, *, configuration: str | None, source_dataset_json: t.Any,
+                  notes: t.Sequence[str]) -> SourceInput:
+    """An nnssl pretraining checkpoint: the network comes from its adaptation plan (plancheck.nnssl)."""
+    from plancheck import nnssl
+
+    plan = nnssl.read_plan(ckpt.extras, path)
+    plans = _embedded(nnssl.source_plans(plan, path), f"{path}:{nnssl.PLAN_KEY}", "plans")
+    chosen = configuration or nnssl.CONFIGURATION
+    if chosen != nnssl.CONFIGURATION:
+        raise InputError(
+            f"an nnssl checkpoint describes one network, checked as configuration {nnssl.CONFIGURATION} "
+            f"(like_nnssl.py's); -c {chosen} names none", path=path)
+    notes = [*notes, f"nnssl pretraining checkpoint: network built from {nnssl.PLAN_KEY}.architecture_plans "
+                     f"({plan.class_name}) with pretrain_num_input_channels={plan.pretrain_input_channels}"]
+    if ckpt.trainer_name:
+        notes.append(f"trainer_name {ckpt.trainer_name} is nnssl's pretraining trainer, not an nnU-Net trainer: "
+                     "not used to build the network")
+    if plan.citations:
+        notes.append("please cite the papers behind these pretrained weights (listed under nnssl in the report)")
+    details: dict[str, Json] = {
+        "checkpoint": path,
+        "format": ckpt.format,
+        "container_key": ckpt.container_key,
+        "trainer_name": ckpt.trainer_name,
+        "current_epoch": ckpt.current_epoch,
+        "fold": None,
+        "configuration": None,
+        "plans_from": nnssl.PLAN_KEY,
+        "tensors": len(ckpt.state_dict),
+        "locations": sorted({rec.location for rec in ckpt.state_dict.values()}),
+        "nnssl": plan.facts(),
+    }
+    return SourceInput(
+        kind="nnssl",
+        label=path,
+        plans=plans,
+        dataset_json=None if source_dataset_json is None else load_dataset_json(source_dataset_json),
+        configuration=chosen,
+        plans_from=nnssl.PLAN_KEY,
+        checkpoint=ckpt,
+        notes=tuple(notes),
+        details=details,
+        nnssl=plan,
     )
 
 

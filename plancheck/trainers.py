@@ -164,8 +164,11 @@ def _import(module_name: str, what: str) -> t.Any:
         with quiet(), captured_warnings():
             return importlib.import_module(module_name)
     except Exception as e:  # e.g. timm/torchvision missing for the Primus trainers
+        from plancheck.torchenv import diagnose
+
         first = str(e).strip().splitlines()[0] if str(e).strip() else ""
-        raise TrainerError(f"cannot import {module_name} for {what}: {type(e).__name__}: {first}") from e
+        why = diagnose(e) or f"{type(e).__name__}: {first}"
+        raise TrainerError(f"cannot import {module_name} for {what}: {why}") from e
 
 
 def load_trainer_class(class_path: str) -> type:

@@ -1,5 +1,8 @@
 """Trainers plancheck has never seen, that build another network than their plans describe.
 
+``nnUNetTrainerWide`` has the signature of the installed nnU-Net's ``build_network_architecture``
+(managers since 2.7, class name and kwargs before); ``nnUNetTrainerOldWide`` always has the old one.
+
 Allowed in tests with ``allow_import=("custom_trainers",)`` / ``--allow-import custom_trainers``,
 as a lab names the module of its own trainers.
 """
@@ -7,6 +10,7 @@ as a lab names the module of its own trainers.
 from __future__ import annotations
 
 import copy
+import inspect
 
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 from nnunetv2.utilities.get_network_from_plans import get_network_from_plans
@@ -18,18 +22,33 @@ def _wider(arch_kwargs: dict) -> dict:
     return kwargs
 
 
-class nnUNetTrainerWide(nnUNetTrainer):
-    """nnU-Net >= 2.7 signature: twice the features of every stage."""
+if "plans_manager" in inspect.signature(nnUNetTrainer.build_network_architecture).parameters:
 
-    @staticmethod
-    def build_network_architecture(plans_manager, configuration_manager, num_input_channels, num_output_channels,
-                                   enable_deep_supervision=True):
-        configuration_manager.configuration["architecture"]["arch_kwargs"] = _wider(
-            configuration_manager.network_arch_init_kwargs
-        )
-        return nnUNetTrainer.build_network_architecture(
-            plans_manager, configuration_manager, num_input_channels, num_output_channels, enable_deep_supervision
-        )
+    class nnUNetTrainerWide(nnUNetTrainer):
+        """nnU-Net >= 2.7 signature: twice the features of every stage."""
+
+        @staticmethod
+        def build_network_architecture(plans_manager, configuration_manager, num_input_channels, num_output_channels,
+                                       enable_deep_supervision=True):
+            configuration_manager.configuration["architecture"]["arch_kwargs"] = _wider(
+                configuration_manager.network_arch_init_kwargs
+            )
+            return nnUNetTrainer.build_network_architecture(
+                plans_manager, configuration_manager, num_input_channels, num_output_channels, enable_deep_supervision
+            )
+
+else:  # nnU-Net 2.4-2.6: a lab writes its trainer in the signature its nnU-Net calls
+
+    class nnUNetTrainerWide(nnUNetTrainer):  # type: ignore[no-redef]
+        """nnU-Net 2.4-2.6 signature: twice the features of every stage."""
+
+        @staticmethod
+        def build_network_architecture(architecture_class_name, arch_init_kwargs, arch_init_kwargs_req_import,
+                                       num_input_channels, num_output_channels, enable_deep_supervision=True):
+            return nnUNetTrainer.build_network_architecture(
+                architecture_class_name, _wider(arch_init_kwargs), arch_init_kwargs_req_import,
+                num_input_channels, num_output_channels, enable_deep_supervision
+            )
 
 
 class nnUNetTrainerOldWide(nnUNetTrainer):

@@ -66,7 +66,29 @@ def build_real(plans: dict, configuration: str, dataset_json: dict | None,
         if class_path_override is not None:
             cm.configuration["architecture"]["network_class_name"] = class_path_override
         n_in, n_out = channels(plans, configuration, dataset_json)
-        return nnUNetTrainer.build_network_architecture(pm, cm, n_in, n_out, True)
+        return build_as_nnunet(nnUNetTrainer, pm, cm, n_in, n_out)
+
+
+def nnunet_signature() -> str:
+    """``"new"`` when the installed nnU-Net (>= 2.7) passes the managers to build_network_architecture, else ``"old"``.
+
+    Read from nnUNetTrainer itself, not from plancheck: the oracle calls the trainer as the
+    installed nnU-Net's own ``initialize`` does.
+    """
+    import inspect
+
+    params = inspect.signature(nnUNetTrainer.build_network_architecture).parameters
+    return "new" if "plans_manager" in params else "old"
+
+
+def build_as_nnunet(trainer_cls: type, pm: PlansManager, cm, n_in: int, n_out: int,
+                    deep_supervision: bool = True) -> torch.nn.Module:
+    """``trainer_cls.build_network_architecture`` called with the arguments the installed nnU-Net passes."""
+    if nnunet_signature() == "new":
+        return trainer_cls.build_network_architecture(pm, cm, n_in, n_out, deep_supervision)
+    return trainer_cls.build_network_architecture(
+        cm.network_arch_class_name, cm.network_arch_init_kwargs, cm.network_arch_init_kwargs_req_import,
+        n_in, n_out, deep_supervision)
 
 
 def shapes(network: torch.nn.Module) -> dict[str, tuple[int, ...]]:

@@ -419,8 +419,9 @@ def real_by_trainer(trainer_cls, plans: dict, configuration: str, dataset_json: 
         return trainer_cls.build_network_architecture(pm, cm, n_in, n_out, True)
 
 
-@pytest.mark.parametrize("name, style", [("nnUNetTrainerWide", "new"), ("nnUNetTrainerOldWide", "old"),
-                                         ("nnUNetTrainerWideLonger", "new")])
+@pytest.mark.parametrize("name, style", [("nnUNetTrainerWide", oracle.nnunet_signature()),
+                                         ("nnUNetTrainerOldWide", "old"),
+                                         ("nnUNetTrainerWideLonger", oracle.nnunet_signature())])
 def test_custom_trainer_builds_its_network(name, style):
     import custom_trainers
 

@@ -33,6 +33,7 @@ import os
 
 from plancheck.checkpoint.records import (
     CONTAINER_KEYS,
+    EXTRA_KEYS,
     MAX_PICKLE_BYTES,
     MAX_PICKLE_NESTING,
     MAX_SAFETENSORS_HEADER,
@@ -52,6 +53,7 @@ from plancheck.errors import CheckpointError
 __all__ = [
     "ALLOWED_GLOBALS",
     "CONTAINER_KEYS",
+    "EXTRA_KEYS",
     "MAX_PICKLE_BYTES",
     "MAX_PICKLE_NESTING",
     "MAX_SAFETENSORS_HEADER",

@@ -22,6 +22,10 @@ CONTAINER_KEYS: tuple[str, ...] = (
     "network",
 )
 
+#: Top-level entries besides the state_dict that are copied out as plain data (``Checkpoint.extras``):
+#: nnssl's pretraining checkpoints describe their network and how to adapt it there (plancheck.nnssl).
+EXTRA_KEYS: tuple[str, ...] = ("nnssl_adaptation_plan", "citations")
+
 #: Largest data.pkl the safe reader unpickles (nnU-Net's is well under 1 MiB).
 MAX_PICKLE_BYTES = 256 * 1024 * 1024
 #: Largest safetensors JSON header accepted (the limit the safetensors library uses).
@@ -104,6 +108,8 @@ class Checkpoint:
     #: safetensors: the ``[start, end)`` file offsets of each tensor's bytes, from the header.
     storage_spans: Mapping[str, tuple[int, int]] = dataclasses.field(
         default_factory=lambda: MappingProxyType({}))
+    #: plain copies of the :data:`EXTRA_KEYS` the checkpoint dict holds (nnssl's adaptation plan, citations)
+    extras: Mapping[str, object] = dataclasses.field(default_factory=lambda: MappingProxyType({}))
 
     def alias_groups(self) -> list[tuple[str, ...]]:
         """Keys that name one tensor (same storage, offset, shape and stride).

@@ -10,6 +10,7 @@ from typing import Any
 from plancheck.errors import CheckpointError
 from plancheck.checkpoint.records import (
     CONTAINER_KEYS,
+    EXTRA_KEYS,
     Checkpoint,
     TensorRecord,
     _MAX_DEPTH,
@@ -69,7 +70,7 @@ _Leaf = Callable[[object, Callable[[object], object]], tuple[bool, object]]
 _PLAIN_SCALARS = frozenset({str, int, float, bool, type(None)})
 
 
-def _copy_plain(obj: object, leaf: _Leaf, path: str) -> Any:
+def _copy_plain(obj: object, leaf: _Leaf, path: str, what: str = "init_args") -> Any:
     """Deep copy of *obj* with internal records replaced by public values (bounded depth).
 
     *leaf(o, convert)* returns ``(True, replacement)`` for objects it handles; *convert*
@@ -84,10 +85,10 @@ def _copy_plain(obj: object, leaf: _Leaf, path: str) -> Any:
         if handled:
             return value
         if depth > _MAX_DEPTH:
-            raise _err(f"init_args nested deeper than {_MAX_DEPTH} levels", path)
+            raise _err(f"{what} nested deeper than {_MAX_DEPTH} levels", path)
         if isinstance(o, (dict, list, tuple, set, frozenset)):
             if id(o) in active:
-                raise _err("init_args contains a reference cycle", path)
+                raise _err(f"{what} contains a reference cycle", path)
             active.add(id(o))
             try:
                 if isinstance(o, dict):  # OrderedDict becomes a plain (ordered) dict
@@ -109,7 +110,7 @@ def _copy_plain(obj: object, leaf: _Leaf, path: str) -> Any:
             raise _err(e.message, path) from e
         raise
     except Exception as e:  # unhashable keys after conversion, numpy errors, ...
-        raise _err(f"init_args cannot be copied ({_describe(e)})", path) from e
+        raise _err(f"{what} cannot be copied ({_describe(e)})", path) from e
 
 
 def _build_checkpoint(
@@ -128,6 +129,11 @@ def _build_checkpoint(
     init_args = _copy_plain(init_args, leaf, path) if isinstance(init_args, dict) else None
     trainer_name = top.get("trainer_name") if container_key is not None else None
     current_epoch = top.get("current_epoch") if container_key is not None else None
+    extras = {
+        key: _copy_plain(top[key], leaf, path, what=key)
+        for key in EXTRA_KEYS
+        if container_key is not None and key in top
+    }
     return Checkpoint(
         path=path,
         format=fmt,
@@ -137,4 +143,5 @@ def _build_checkpoint(
         trainer_name=trainer_name if isinstance(trainer_name, str) else None,
         current_epoch=current_epoch if type(current_epoch) is int else None,
         top_level_keys=tuple(k if isinstance(k, str) else f"<{_type_name(k)} key>" for k in top),
+        extras=MappingProxyType(extras),
     )
