@@ -120,7 +120,7 @@ def rows(args, naive: float, *, source: pathlib.Path, target: pathlib.Path, targ
         goal = ">= 20x" if label == "plans pair" else ""
         out.append((f"first call in a fresh process, {label} (as the CLI runs it)", f"{cli * 1e3:.0f} ms",
                     f"{naive * 1e3:.0f} ms (naive, warm)", f"{naive / cli:.1f}x", goal))
-        out.append((f"  the same from the Python API (nothing deferred)", f"{api * 1e3:.0f} ms",
+        out.append(("  the same from the Python API (nothing deferred)", f"{api * 1e3:.0f} ms",
                     f"{naive * 1e3:.0f} ms (naive, warm)", f"{naive / api:.1f}x", ""))
     torch_s = e2e["torch"]
     base = f"{torch_s * 1e3:.0f} ms (import torch)"

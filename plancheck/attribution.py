@@ -276,6 +276,9 @@ def _dimension_cause(
         repair=lambda spec: spec,
         breaks=lambda spec: spec,
         note=note,
+    )
+
+
 def _with_patch_size(patch_size: Json) -> t.Callable[[NetworkSpec], NetworkSpec]:
     """A trainer-built spec whose plans (the trainer's ConfigurationManager) carry another patch size."""
     import json

@@ -20,7 +20,7 @@ import typing as t
 from dataclasses import dataclass, field
 
 from plancheck._nnunet import captured_warnings, quiet
-from plancheck.errors import CheckpointError, ExitCode, InputError, PlancheckError, UsageError
+from plancheck.errors import ExitCode, InputError, PlancheckError, UsageError
 
 if t.TYPE_CHECKING:
     from plancheck.check import PreparedSource

@@ -16,7 +16,6 @@ import pytest
 import torch
 
 from conftest import fixture, load
-from plancheck.errors import CheckpointError
 import plancheck
 import plancheck.errors
 from plancheck.verify import RunRefused, VerifyResult, verify
