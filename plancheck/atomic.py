@@ -29,34 +29,8 @@ def atomic_write_text(path: str | os.PathLike[str], text: str, *, overwrite: boo
     the underlying :class:`OSError` for anything else; in both cases nothing at ``path``
     changes and no temporary file is left behind.
     """
-    target = os.path.abspath(os.fspath(path))
-    directory = os.path.dirname(target)
-    if not overwrite and os.path.lexists(target):
-        raise FileExistsError(errno.EEXIST, "file exists", target)
     data = text.encode("utf-8")
-    mode = _mode_for(target)
-    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(target)}.", suffix=".tmp", dir=directory)
-    try:
-        try:
-            view = memoryview(data)
-            while view:
-                written = os.write(fd, view)
-                view = view[written:]
-            if hasattr(os, "fchmod"):
-                os.fchmod(fd, mode)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        if overwrite:
-            os.replace(tmp, target)
-        else:
-            _link_no_clobber(tmp, target)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    _fsync_directory(directory)
-    return target
+    return atomic_write(path, lambda fh: fh.write(data), overwrite=overwrite)
 
 
 def atomic_write(path: str | os.PathLike[str], write: t.Callable[[t.BinaryIO], None], *,
