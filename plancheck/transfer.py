@@ -312,6 +312,8 @@ def transfer(
     meta = build_network(tgt.spec, source=tgt.label, device="meta")
     plan = plan_for(prepared, tgt, strategy, cmap, target_network=meta)
     notes = list(plan.notes)
+    if strategy is Strategy.ENCODER and checked.report.pretrained_trainer is not None:
+        notes = _master_notes(notes, plan, checked.report.pretrained_trainer)
     if prepared.prefix:
         notes.append(f"source keys carry the prefix '{prepared.prefix}': matched without it")
     trainer = target_options.get("target_trainer") or prepared.trainer_name
@@ -352,6 +354,29 @@ def transfer(
     }
     written = _write(out_path, payload, force=force, check=lambda tmp: verify(tmp, tgt, shown=out_path))
     return dataclasses.replace(result, written=True, verified=True, out=written)
+
+
+#: how the planner's note on master's strict load starts (replaced by the nnssl verdict when there is one)
+_MASTER_REFUSES = "nnU-Net master's PretrainedTrainer would refuse"
+
+
+def _master_notes(notes: list[str], plan: TransferPlan, verdict: t.Any) -> list[str]:
+    """An nnssl source under ``--strategy encoder``: master's own verdict on the pair (plancheck.nnssl's replay)
+    next to what this file carries, instead of the planner's estimate from the tensor table."""
+    from plancheck.transfer_plan import Part
+
+    kept = [n for n in notes if not n.startswith(_MASTER_REFUSES)]
+    mine = [r for r in plan.tensors if r.part in (Part.STEM, Part.ENCODER)]
+    carried = sum(1 for r in mine if r.carried)
+    if verdict.loads:
+        kept.append(f"nnU-Net master's PretrainedTrainer would load this checkpoint's encoder and stem into the target "
+                    f"({verdict.encoder_tensors} + {verdict.stem_tensors} tensors); this file carries the same "
+                    f"{carried} stem/encoder tensors for nnU-Net's standard -pretrained_weights loader")
+    else:
+        kept.append(f"{_MASTER_REFUSES} this pair ({verdict.failure}); plancheck writes the {carried} of "
+                    f"{len(mine)} stem/encoder tensors that fit (see the table) and leaves the rest to nnU-Net's "
+                    "initialisation")
+    return kept
 
 
 def initialised_network(meta: torch.nn.Module, target: Side, plan: TransferPlan, seed: int) -> torch.nn.Module:
