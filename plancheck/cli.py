@@ -372,7 +372,8 @@ def _check_transfer(prepared: t.Any, result: t.Any, strategy: str, channel_map: 
               help="Configuration of the source.  [default: a checkpoint's own configuration, else 3d_fullres]")
 @click.option("--target-configuration", default=None, metavar="NAME", help="Target configuration, if not the source's.")
 @click.option("--strategy", type=click.Choice(TRANSFER_STRATEGIES), default="adapt", show_default=True,
-              help="exact: same key and shape; encoder: exact for the stem and encoder only; adapt: exact, plus "
+              help="exact: same key and shape; encoder: what nnU-Net master's pretrained trainers load (exact for the "
+              "stem and encoder, a 1-channel stem repeated over the input channels and divided); adapt: exact, plus "
               "stages aligned by resolution level and the honest shape rules.")
 @click.option("--channel-map", default=None, metavar="MAP",
               help="For each target input channel: a source channel index, mean or new (e.g. 0,new).")
