@@ -353,7 +353,8 @@ def _check_transfer(prepared: t.Any, result: t.Any, strategy: str, channel_map: 
     from plancheck.transfer import plan_for
     from plancheck.transfer_plan import parse_channel_map
 
-    plan = plan_for(prepared, result.target, strategy, parse_channel_map(channel_map))
+    plan = plan_for(prepared, result.target, strategy, parse_channel_map(channel_map),
+                    master_verdict=result.report.pretrained_trainer)
     report = result.report
     if fmt == "json":
         click.echo(json.dumps({**report.to_dict(), "transfer": plan.to_dict()}, indent=2))

@@ -162,18 +162,26 @@ def source_layout(prepared: PreparedSource) -> Layout:
 
 
 def plan_for(prepared: PreparedSource, target: Side, strategy: Strategy | str = Strategy.ADAPT,
-             channel_map: ChannelMap | None = None, target_network: torch.nn.Module | None = None) -> TransferPlan:
-    """Plan a transfer from shapes alone (the source's actual tensors, the target's meta network)."""
+             channel_map: ChannelMap | None = None, target_network: torch.nn.Module | None = None,
+             master_verdict: t.Any = None) -> TransferPlan:
+    """Plan a transfer from shapes alone (the source's actual tensors, the target's meta network).
+
+    ``master_verdict``: an nnssl source's :class:`~plancheck.nnssl.PretrainedTrainerVerdict`; under
+    ``--strategy encoder`` its outcome replaces the planner's estimate of master's strict load in the notes.
+    """
     from plancheck.build import build_meta_network, shapes_of_module
 
     if target_network is None:
         target_network = build_meta_network(target.spec, source=target.label)
-    return plan_transfer(
+    plan = plan_transfer(
         source_layout(prepared),
         layout_of(target_network, shapes_of_module(target_network, origin="target network")),
         strategy,
         channel_map=channel_map,
     )
+    if plan.strategy is Strategy.ENCODER and master_verdict is not None and plan.refused is None:
+        plan = dataclasses.replace(plan, notes=tuple(_master_notes(list(plan.notes), plan, master_verdict)))
+    return plan
 
 
 # --------------------------------------------------------------------------- helpers
@@ -310,10 +318,9 @@ def transfer(
     from plancheck.build import build_network
 
     meta = build_network(tgt.spec, source=tgt.label, device="meta")
-    plan = plan_for(prepared, tgt, strategy, cmap, target_network=meta)
+    plan = plan_for(prepared, tgt, strategy, cmap, target_network=meta,
+                    master_verdict=checked.report.pretrained_trainer)
     notes = list(plan.notes)
-    if strategy is Strategy.ENCODER and checked.report.pretrained_trainer is not None:
-        notes = _master_notes(notes, plan, checked.report.pretrained_trainer)
     if prepared.prefix:
         notes.append(f"source keys carry the prefix '{prepared.prefix}': matched without it")
     trainer = target_options.get("target_trainer") or prepared.trainer_name

@@ -495,9 +495,11 @@ def _encoder_notes(rows: t.Sequence[TensorPlan], source: Layout) -> list[str]:
     mine = [r for r in rows if r.part in (Part.STEM, Part.ENCODER)]
     left = [r for r in mine if not r.carried]
     aliases = source.table.group_index()
-    used = {k for r in mine if r.carried for k in (*r.keys, *aliases.get(r.source_key or "", ()))}
-    spare = [k for k in source.table.shapes
-             if (_under(k, source.encoder) or _under(k, source.stem)) and k not in used]
+    # source tensors some target row already accounts for (carried, or named in a row that does not fit)
+    claimed = {k for r in mine for k in (*r.keys, *aliases.get(r.source_key or "", (r.source_key,)))}
+    spare = [g[0] for g in source.table.groups
+             if any(_under(k, source.encoder) or _under(k, source.stem) for k in g)
+             and not any(k in claimed for k in g)]
     if left or spare:
         why = []
         if left:

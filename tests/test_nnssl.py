@@ -427,3 +427,23 @@ def test_transfer_encoder_writes_what_master_loads(tmp_path, plans, channels, ma
     else:
         note, = [n for n in result.notes if "PretrainedTrainer would refuse" in n]
         assert "encoder" in note and "strict" in note, note
+
+
+def test_transfer_report_gives_masters_verdict(tmp_path, run_cli):
+    """Where master's PretrainedTrainer refuses (a plain U-Net's in-encoder stem, 2 channels), the transfer report says
+    so, with master's reason (the same as check's pretrained_trainer verdict), and what plancheck writes instead."""
+    ckpt, _ = make(tmp_path, D906)
+    target = with_channels(tmp_path, D906, 2)
+    failure = check(ckpt, target).pretrained_trainer.failure
+    assert failure and failure.startswith("encoder")
+    code, out, err = run_cli("transfer", ckpt, target, "--strategy", "encoder", "--dry-run", "--format", "json")
+    assert code == 0, err
+    d = json.loads(out)
+    refusal, = [n for n in d["notes"] if "PretrainedTrainer would refuse" in n]
+    assert failure in refusal and "plancheck writes" in refusal
+    assert d["transfer"]["notes"] == d["notes"]
+    assert any("repeated over 2 input channels and divided by 2" in n for n in d["notes"])
+    code, out, _ = run_cli("transfer", ckpt, target, "--strategy", "encoder", "--dry-run")
+    assert code == 0 and "PretrainedTrainer would refuse this pair" in out
+    code, out, _ = run_cli("check", ckpt, target, "--transfer", "encoder", "--format", "json")
+    assert any(failure in n for n in json.loads(out)["transfer"]["notes"])
