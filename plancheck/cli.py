@@ -353,7 +353,8 @@ def _check_transfer(prepared: t.Any, result: t.Any, strategy: str, channel_map: 
     from plancheck.transfer import plan_for
     from plancheck.transfer_plan import parse_channel_map
 
-    plan = plan_for(prepared, result.target, strategy, parse_channel_map(channel_map))
+    plan = plan_for(prepared, result.target, strategy, parse_channel_map(channel_map),
+                    master_verdict=result.report.pretrained_trainer)
     report = result.report
     if fmt == "json":
         click.echo(json.dumps({**report.to_dict(), "transfer": plan.to_dict()}, indent=2))
@@ -372,7 +373,8 @@ def _check_transfer(prepared: t.Any, result: t.Any, strategy: str, channel_map: 
               help="Configuration of the source.  [default: a checkpoint's own configuration, else 3d_fullres]")
 @click.option("--target-configuration", default=None, metavar="NAME", help="Target configuration, if not the source's.")
 @click.option("--strategy", type=click.Choice(TRANSFER_STRATEGIES), default="adapt", show_default=True,
-              help="exact: same key and shape; encoder: exact for the stem and encoder only; adapt: exact, plus "
+              help="exact: same key and shape; encoder: what nnU-Net master's pretrained trainers load (exact for the "
+              "stem and encoder, a 1-channel stem repeated over the input channels and divided); adapt: exact, plus "
               "stages aligned by resolution level and the honest shape rules.")
 @click.option("--channel-map", default=None, metavar="MAP",
               help="For each target input channel: a source channel index, mean or new (e.g. 0,new).")

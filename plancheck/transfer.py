@@ -162,18 +162,26 @@ def source_layout(prepared: PreparedSource) -> Layout:
 
 
 def plan_for(prepared: PreparedSource, target: Side, strategy: Strategy | str = Strategy.ADAPT,
-             channel_map: ChannelMap | None = None, target_network: torch.nn.Module | None = None) -> TransferPlan:
-    """Plan a transfer from shapes alone (the source's actual tensors, the target's meta network)."""
+             channel_map: ChannelMap | None = None, target_network: torch.nn.Module | None = None,
+             master_verdict: t.Any = None) -> TransferPlan:
+    """Plan a transfer from shapes alone (the source's actual tensors, the target's meta network).
+
+    ``master_verdict``: an nnssl source's :class:`~plancheck.nnssl.PretrainedTrainerVerdict`; under
+    ``--strategy encoder`` its outcome replaces the planner's estimate of master's strict load in the notes.
+    """
     from plancheck.build import build_meta_network, shapes_of_module
 
     if target_network is None:
         target_network = build_meta_network(target.spec, source=target.label)
-    return plan_transfer(
+    plan = plan_transfer(
         source_layout(prepared),
         layout_of(target_network, shapes_of_module(target_network, origin="target network")),
         strategy,
         channel_map=channel_map,
     )
+    if plan.strategy is Strategy.ENCODER and master_verdict is not None and plan.refused is None:
+        plan = dataclasses.replace(plan, notes=tuple(_master_notes(list(plan.notes), plan, master_verdict)))
+    return plan
 
 
 # --------------------------------------------------------------------------- helpers
@@ -310,7 +318,8 @@ def transfer(
     from plancheck.build import build_network
 
     meta = build_network(tgt.spec, source=tgt.label, device="meta")
-    plan = plan_for(prepared, tgt, strategy, cmap, target_network=meta)
+    plan = plan_for(prepared, tgt, strategy, cmap, target_network=meta,
+                    master_verdict=checked.report.pretrained_trainer)
     notes = list(plan.notes)
     if prepared.prefix:
         notes.append(f"source keys carry the prefix '{prepared.prefix}': matched without it")
@@ -352,6 +361,29 @@ def transfer(
     }
     written = _write(out_path, payload, force=force, check=lambda tmp: verify(tmp, tgt, shown=out_path))
     return dataclasses.replace(result, written=True, verified=True, out=written)
+
+
+#: how the planner's note on master's strict load starts (replaced by the nnssl verdict when there is one)
+_MASTER_REFUSES = "nnU-Net master's PretrainedTrainer would refuse"
+
+
+def _master_notes(notes: list[str], plan: TransferPlan, verdict: t.Any) -> list[str]:
+    """An nnssl source under ``--strategy encoder``: master's own verdict on the pair (plancheck.nnssl's replay)
+    next to what this file carries, instead of the planner's estimate from the tensor table."""
+    from plancheck.transfer_plan import Part
+
+    kept = [n for n in notes if not n.startswith(_MASTER_REFUSES)]
+    mine = [r for r in plan.tensors if r.part in (Part.STEM, Part.ENCODER)]
+    carried = sum(1 for r in mine if r.carried)
+    if verdict.loads:
+        kept.append(f"nnU-Net master's PretrainedTrainer would load this checkpoint's encoder and stem into the target "
+                    f"({verdict.encoder_tensors} + {verdict.stem_tensors} tensors); this file carries the same "
+                    f"{carried} stem/encoder tensors for nnU-Net's standard -pretrained_weights loader")
+    else:
+        kept.append(f"{_MASTER_REFUSES} this pair ({verdict.failure}); plancheck writes the {carried} of "
+                    f"{len(mine)} stem/encoder tensors that fit (see the table) and leaves the rest to nnU-Net's "
+                    "initialisation")
+    return kept
 
 
 def initialised_network(meta: torch.nn.Module, target: Side, plan: TransferPlan, seed: int) -> torch.nn.Module:

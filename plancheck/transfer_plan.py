@@ -13,7 +13,12 @@ Layout. Nothing here imports torch; the tensor work (:mod:`plancheck.adapt`) exe
 Strategies:
 
 * ``exact``: a target tensor is copied when the source has the same key with the same shape.
-* ``encoder``: ``exact``, for the stem and encoder only; the decoder starts fresh.
+* ``encoder``: what nnU-Net master's PretrainedTrainer loads: ``exact``, for the stem and
+  encoder only, plus its one shape rule, the stem's input projection (``keys_to_in_proj``)
+  repeated over the target's input channels and divided by their number (1 -> N); the
+  decoder starts fresh. Where master's strict ``load_state_dict`` of the encoder and stem
+  would fail (a tensor missing or of another shape, a source tensor left over), a note says
+  so and what is written instead (the tensors that fit; the rest initialised).
 * ``adapt``: ``exact``, plus stages aligned by resolution level when the depth differs
   (target ``decoder.stages[j]`` <- source ``decoder.stages[j + S - T]``), plus the honest
   shape rules: kernel 3 -> 1 (average) and 1 -> 3 (centre), transposed-convolution stride
@@ -441,6 +446,10 @@ def plan_transfer(
         if sshape == tshape and not (channel_map is not None and _in_proj(group, target)):
             rows.append(TensorPlan(action=Action.COPIED, reason=how, **common))
             continue
+        repeat = _master_in_proj(group, sshape, tshape, target) if strategy is Strategy.ENCODER else None
+        if repeat is not None:
+            rows.append(TensorPlan(action=Action.ADAPTED, steps=(repeat,), reason=how, **common))
+            continue
         if strategy is not Strategy.ADAPT:
             rows.append(TensorPlan(action=Action.INITIALISED,
                                    reason=f"shape differs ({_fmt(sshape)} vs {_fmt(tshape)})", **common))
@@ -452,6 +461,8 @@ def plan_transfer(
             rows.append(TensorPlan(action=Action.ADAPTED, steps=tuple(steps), reason=how, **common))
     if refused is not None:
         notes.append(refused)
+    elif strategy is Strategy.ENCODER:
+        notes.extend(_encoder_notes(rows, source))
     if source.n_stages and target.n_stages and source.n_stages != target.n_stages:
         if strategy is Strategy.ADAPT:
             shift = source.n_stages - target.n_stages
@@ -462,6 +473,44 @@ def plan_transfer(
             notes.append(f"depth differs ({source.n_stages} stages vs {target.n_stages}): keys are matched by name; "
                          "--strategy adapt aligns decoder stages by resolution level")
     return TransferPlan(strategy=strategy, tensors=tuple(rows), notes=tuple(notes), refused=refused)
+
+
+def _master_in_proj(keys: t.Sequence[str], s: Shape, tshape: Shape, target: Layout) -> Step | None:
+    """Master's PretrainedTrainer rule for the stem's input projection: 1 input channel -> N, repeated, / N."""
+    if not _in_proj(keys, target) or target.kinds.get(keys[0], "conv") != "conv" or len(s) != len(tshape):
+        return None
+    if len(s) < 3 or s[1] != 1 or tshape[1] <= 1 or s[0] != tshape[0] or s[2:] != tshape[2:]:
+        return None
+    return Step("channels-repeat", 1, 1, tshape[1])
+
+
+def _encoder_notes(rows: t.Sequence[TensorPlan], source: Layout) -> list[str]:
+    """What ``--strategy encoder`` did beyond copying, and where master's strict load would refuse."""
+    notes: list[str] = []
+    repeated = [r for r in rows if r.action is Action.ADAPTED]
+    if repeated:
+        n = repeated[0].target_shape[1]
+        notes.append(f"stem input projection ({', '.join(r.key for r in repeated)}) repeated over {n} input "
+                     f"channels and divided by {n}, as nnU-Net master's PretrainedTrainer does")
+    mine = [r for r in rows if r.part in (Part.STEM, Part.ENCODER)]
+    left = [r for r in mine if not r.carried]
+    aliases = source.table.group_index()
+    # source tensors some target row already accounts for (carried, or named in a row that does not fit)
+    claimed = {k for r in mine for k in (*r.keys, *aliases.get(r.source_key or "", (r.source_key,)))}
+    spare = [g[0] for g in source.table.groups
+             if any(_under(k, source.encoder) or _under(k, source.stem) for k in g)
+             and not any(k in claimed for k in g)]
+    if left or spare:
+        why = []
+        if left:
+            why.append(f"{len(left)} target stem/encoder tensor(s) do not fit, e.g. {left[0].key}: {left[0].reason}")
+        if spare:
+            why.append(f"{len(spare)} source stem/encoder tensor(s) have no place in the target, e.g. {spare[0]}")
+        carried = sum(1 for r in mine if r.carried)
+        notes.append("nnU-Net master's PretrainedTrainer would refuse these weights (its strict load_state_dict of "
+                     f"the encoder and stem fails: {'; '.join(why)}); plancheck writes the {carried} stem/encoder "
+                     "tensor(s) that fit and leaves the rest to nnU-Net's initialisation")
+    return notes
 
 
 def _beyond_source_depth(keys: t.Sequence[str], source: Layout, target: Layout) -> bool:

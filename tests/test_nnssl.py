@@ -342,3 +342,108 @@ def test_an_nnunet_checkpoint_is_not_taken_for_nnssl(tmp_path):
     assert report.source.kind == "checkpoint" and report.pretrained_trainer is None
     assert "pretrained_trainer" not in report.to_dict()
     copy.deepcopy(report)
+
+
+# --------------------------------------------------------------------------- transfer --strategy encoder
+
+
+def random_source(tmp_path: pathlib.Path, dataset: str, plans: str):
+    """An nnssl checkpoint whose weights are real random values (aliased keys share one tensor, as nnssl saves)."""
+    torch.manual_seed(11)
+    net = make_nnssl.build_network(load(fixture(dataset, plans)), "3d_fullres", 1, 1, device="cpu")
+    with torch.no_grad():
+        for p in net.parameters():
+            p.normal_()
+    weights = {k: v.detach() for k, v in net.state_dict().items()}
+    return make(tmp_path, dataset, plans, network=net, weights=weights)
+
+
+def _owned(network: torch.nn.Module, *modules: str) -> set[int]:
+    """Identities of the tensors under the named submodules (every alias key of them is then recognised)."""
+    return {v.data_ptr() for m in modules for v in network.get_submodule(m).state_dict().values()}
+
+
+ENCODER_CASES = [
+    # (plans, target input channels or None: the fixture's own, master's PretrainedTrainer loads?)
+    ("nnUNetResEncUNetMPlans", None, True),  # (a) same architecture, 1 input channel
+    ("nnUNetResEncUNetMPlans", 2, True),  # (b) the stem's input projection 1 -> 2, repeated and halved
+    ("nnUNetResEncUNetMPlans", 3, True),
+    ("nnUNetPlans", None, True),
+    ("nnUNetPlans", 2, False),  # a plain U-Net's stem lies inside its encoder: master's strict load refuses
+]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("plans, channels, master_loads", ENCODER_CASES,
+                         ids=[f"{c[0][10:17] or 'Plain'}-{c[1] or 1}ch" for c in ENCODER_CASES])
+def test_transfer_encoder_writes_what_master_loads(tmp_path, plans, channels, master_loads):
+    """The file loads with nnU-Net 2.8.1's own load_pretrained_weights into the target plans' network; its stem and
+    encoder are what master's PretrainedTrainer (re-implemented above) puts there; its decoder is nnU-Net's init."""
+    from plancheck.transfer import transfer
+
+    ckpt, saved = random_source(tmp_path, D906, plans)
+    target_path = fixture(D906, plans) if channels is None else with_channels(tmp_path, D906, channels, plans)
+    n_in = channels or 1
+    out = tmp_path / "encoder.pth"
+    result = transfer(ckpt, target_path, out, strategy="encoder")
+    assert result.written and result.verified
+
+    stock = real_target(target_path)
+    assert oracle.load_outcome(stock, out) == oracle.Outcome(True)
+    got = stock.state_dict()
+    assert all(torch.equal(got[k], v) for k, v in torch.load(out, weights_only=True)["network_weights"].items()
+               if ".seg_layers." not in k)
+
+    master = real_target(target_path, deep_supervision=False)
+    patch = load(target_path)["configurations"]["3d_fullres"]["patch_size"]
+    failure = master_pretrained_load(master, saved, n_in, patch)
+    assert (failure is None) is master_loads
+    expected = master.state_dict()
+    source = saved["network_weights"]
+    mine = _owned(stock, stock.key_to_encoder, stock.key_to_stem)
+    in_proj = {got[f"{k}.weight"].data_ptr() for k in stock.keys_to_in_proj}
+    compared = decoder = 0
+    for key, value in got.items():
+        if value.data_ptr() in mine:
+            if master_loads:
+                assert torch.equal(value, expected[key]), key  # exactly master's values
+            elif value.data_ptr() in in_proj:  # plancheck repeats it where master's strict load stops; the note says so
+                assert torch.allclose(value, source[key].repeat(1, n_in, 1, 1, 1) / n_in), key
+            else:
+                assert torch.equal(value, source[key]), key
+            compared += 1
+        elif ".seg_layers." not in key:
+            assert not torch.equal(value, source[key]), key  # nnU-Net's initialisation, not the source's values
+            if key.endswith(".bias") and ".norm." not in key:
+                assert torch.count_nonzero(value) == 0, key  # network.initialize zeroes conv biases
+            decoder += 1
+    assert compared > 10 and decoder > 5
+    if n_in > 1:
+        first = f"{stock.keys_to_in_proj[0]}.weight"
+        assert not torch.equal(got[first][:, :1], source[first])  # really repeated and divided
+        assert any(f"repeated over {n_in} input channels and divided by {n_in}" in n for n in result.notes)
+    if master_loads:
+        assert any("PretrainedTrainer would load" in n for n in result.notes), result.notes
+    else:
+        note, = [n for n in result.notes if "PretrainedTrainer would refuse" in n]
+        assert "encoder" in note and "strict" in note, note
+
+
+def test_transfer_report_gives_masters_verdict(tmp_path, run_cli):
+    """Where master's PretrainedTrainer refuses (a plain U-Net's in-encoder stem, 2 channels), the transfer report says
+    so, with master's reason (the same as check's pretrained_trainer verdict), and what plancheck writes instead."""
+    ckpt, _ = make(tmp_path, D906)
+    target = with_channels(tmp_path, D906, 2)
+    failure = check(ckpt, target).pretrained_trainer.failure
+    assert failure and failure.startswith("encoder")
+    code, out, err = run_cli("transfer", ckpt, target, "--strategy", "encoder", "--dry-run", "--format", "json")
+    assert code == 0, err
+    d = json.loads(out)
+    refusal, = [n for n in d["notes"] if "PretrainedTrainer would refuse" in n]
+    assert failure in refusal and "plancheck writes" in refusal
+    assert d["transfer"]["notes"] == d["notes"]
+    assert any("repeated over 2 input channels and divided by 2" in n for n in d["notes"])
+    code, out, _ = run_cli("transfer", ckpt, target, "--strategy", "encoder", "--dry-run")
+    assert code == 0 and "PretrainedTrainer would refuse this pair" in out
+    code, out, _ = run_cli("check", ckpt, target, "--transfer", "encoder", "--format", "json")
+    assert any(failure in n for n in json.loads(out)["transfer"]["notes"])

@@ -623,3 +623,58 @@ def test_truncated_checkpoint(store, tmp_path, run_cli):
     code, _, err = run_cli("transfer", bad, fixture(D906), "-o", out)
     assert code == 3 and "damaged zip archive" in one_line(err)
     assert not out.exists()
+
+
+# --------------------------------------------------------------------------- --strategy encoder: master's rules
+
+
+@pytest.mark.parametrize("source, target, repeated, refuses", [
+    ((D906, "nnUNetPlans"), (D906, "nnUNetPlans"), None, False),  # same network: master loads it all
+    ((D906, "nnUNetPlans"), (D904, "nnUNetPlans"), 4, True),  # 1 -> 4 channels; depth +2: master's strict load fails
+    ((D906, "nnUNetResEncUNetMPlans"), (D904, "nnUNetResEncUNetMPlans"), 4, True),
+    ((D904, "nnUNetPlans"), (D906, "nnUNetPlans"), None, True),  # 4 -> 1 channels: no rule; source stages left over
+])
+def test_encoder_strategy_plans_masters_stem_rule(source, target, repeated, refuses):
+    """--strategy encoder = what master's pretrained trainers load: the stem's input projection 1 -> N repeated and
+    divided (never N -> M), nothing in the decoder, and a note wherever master's strict load would refuse."""
+    from plancheck.transfer_plan import plan_transfer
+
+    src = _meta_layout(fixture_data(*source)[0], "3d_fullres", fixture_data(*source)[1])
+    tgt = _meta_layout(fixture_data(*target)[0], "3d_fullres", fixture_data(*target)[1])
+    plan = plan_transfer(src, tgt, "encoder")
+    adapted = [r for r in plan.tensors if str(r.action) == "adapted"]
+    in_proj = {f"{k}.weight" for k in tgt.in_proj}
+    if repeated:
+        row, = adapted
+        assert in_proj & set(row.keys) and row.label == f"adapted:channels-repeat(1->{repeated}, /{repeated})"
+        assert any(f"repeated over {repeated} input channels and divided by {repeated}" in n for n in plan.notes)
+    else:
+        assert not adapted
+    assert not any(r.carried for r in plan.tensors if str(r.part) in ("decoder", "head"))
+    refusal = [n for n in plan.notes if n.startswith("nnU-Net master's PretrainedTrainer would refuse")]
+    assert bool(refusal) is refuses
+    if refuses:
+        left = sum(1 for r in plan.tensors if str(r.part) in ("stem", "encoder") and not r.carried)
+        assert f"{left} target stem/encoder tensor(s) do not fit" in refusal[0]
+        if source[0] == D904:  # six source stages into four: stages 4 and 5 have no place
+            assert "have no place in the target, e.g. encoder.stages.4." in refusal[0]
+
+
+def test_encoder_strategy_repeats_the_stem_values(store, tmp_path):
+    """From an nnU-Net checkpoint too: the target's stem input projection is the source's, repeated and divided
+    (906 -> 904: 1 -> 4 channels, same first kernel); with another first kernel (903) it is not carried."""
+    key = "encoder.stages.0.0.convs.0.conv.weight"
+    source = store.weights["906.pth"][key]
+    out = tmp_path / "t.pth"
+    result = run_transfer(store, "906.pth", fixture(D904), out, strategy="encoder")
+    weights = torch.load(out, weights_only=True)["network_weights"]
+    assert torch.allclose(weights[key], torch.cat([source] * 4, dim=1) / 4)
+    assert torch.equal(weights[key], weights["encoder.stages.0.0.convs.0.all_modules.0.weight"])
+    assert oracle.load_outcome(target_network(fixture(D904), "3d_fullres"), out) == oracle.Outcome(True)
+    assert any("repeated over 4 input channels and divided by 4" in n for n in result.notes)
+
+    result = run_transfer(store, "906.pth", fixture(D903), tmp_path / "u.pth", strategy="encoder")  # kernel 1x3x3
+    row = {r.key: r for r in result.plan.tensors}[key]
+    assert str(row.action) == "initialised" and "shape differs" in row.reason
+    refusal, = [n for n in result.notes if "PretrainedTrainer would refuse" in n]
+    assert "strict load_state_dict" in refusal
