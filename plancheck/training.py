@@ -85,19 +85,32 @@ def with_overrides(
 
 
 @contextlib.contextmanager
-def _nnunet_environment() -> t.Iterator[str]:
-    """nnU-Net's path variables pointed at a temporary folder (the trainer writes its log there); compile off."""
+def _nnunet_environment(trainer_cls: type | None = None) -> t.Iterator[str]:
+    """nnU-Net's path variables pointed at a temporary folder (the trainer writes its log there); compile off.
+
+    nnU-Net binds ``nnUNet_raw``/``nnUNet_preprocessed``/``nnUNet_results`` into each module
+    at import time (``from nnunetv2.paths import ...``) as plain strings in releases before 2.7,
+    which join them unconditionally in the trainer's ``__init__``: those globals, in the
+    modules of the trainer's class hierarchy, are pointed at the temporary folder too.
+    """
+    import importlib
     from unittest import mock
 
-    with tempfile.TemporaryDirectory(prefix="plancheck-verify-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="plancheck-verify-") as tmp, contextlib.ExitStack() as stack:
         env = {
             "nnUNet_results": os.path.join(tmp, "nnUNet_results"),
             "nnUNet_preprocessed": os.path.join(tmp, "nnUNet_preprocessed"),
             "nnUNet_raw": os.path.join(tmp, "nnUNet_raw"),
             "nnUNet_compile": "f",
         }
-        with mock.patch.dict(os.environ, env):
-            yield tmp
+        stack.enter_context(mock.patch.dict(os.environ, env))
+        for module_name in {klass.__module__ for klass in (trainer_cls.__mro__ if trainer_cls else ())}:
+            module = importlib.import_module(module_name)
+            for name in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results"):
+                # plain strings (or None) in releases before 2.7; newer ones read the environment themselves
+                if hasattr(module, name) and (getattr(module, name) is None or isinstance(getattr(module, name), str)):
+                    stack.enter_context(mock.patch.object(module, name, env[name]))
+        yield tmp
 
 
 def make_trainer(setup: RunSetup, device: torch.device) -> t.Any:
@@ -111,7 +124,7 @@ def make_trainer(setup: RunSetup, device: torch.device) -> t.Any:
     plans["continue_training"] = False  # nnUNetv2_train sets this before constructing the trainer
     # nnU-Net forces cuda:N to cuda:0 ("use CUDA_VISIBLE_DEVICES"); the device is set back below
     init_device = torch.device("cuda") if device.type == "cuda" else device
-    with _nnunet_environment(), quiet(), captured_warnings():
+    with _nnunet_environment(trainer_cls), quiet(), captured_warnings():
         try:
             trainer = trainer_cls(plans=plans, configuration=setup.configuration, fold=0,
                                   dataset_json=setup.dataset_json, device=init_device)
