@@ -123,15 +123,37 @@ def shapes_of_module(module: torch.nn.Module, origin: str = "meta network") -> S
 
 _CACHE: dict[str, ShapeTable] = {}
 _CACHE_SIZE = 256
+#: The layouts (:mod:`plancheck.layout`) of the networks a check draws, taken from the same build as their shapes.
+_LAYOUTS: dict[str, t.Any] = {}
+_LAYOUTS_SIZE = 64
 
 
-def network_shapes(spec: NetworkSpec, *, source: str = "") -> ShapeTable:
-    """Shapes of the network ``spec`` describes (cached: attribution and matrix rebuild often)."""
+def network_shapes(spec: NetworkSpec, *, source: str = "", layout: bool = False) -> ShapeTable:
+    """Shapes of the network ``spec`` describes (cached: attribution and matrix rebuild often).
+
+    ``layout=True`` also records the network's layout from the same build (for
+    :func:`network_layout`); attribution's many rebuilds do without it.
+    """
     key = spec.key()
     table = _CACHE.get(key)
-    if table is None:
-        table = shapes_of_module(build_meta_network(spec, source=source))
-        if len(_CACHE) >= _CACHE_SIZE:
-            _CACHE.pop(next(iter(_CACHE)))
-        _CACHE[key] = table
+    if table is None or (layout and key not in _LAYOUTS):
+        module = build_meta_network(spec, source=source)
+        if table is None:
+            table = shapes_of_module(module)
+            if len(_CACHE) >= _CACHE_SIZE:
+                _CACHE.pop(next(iter(_CACHE)))
+            _CACHE[key] = table
+        if layout:
+            from plancheck.layout import layout_of_module
+
+            if len(_LAYOUTS) >= _LAYOUTS_SIZE:
+                _LAYOUTS.pop(next(iter(_LAYOUTS)))
+            _LAYOUTS[key] = layout_of_module(module, spec.class_name)
     return table
+
+
+def network_layout(spec: NetworkSpec, *, source: str = "") -> t.Any:
+    """The layout of the network ``spec`` describes (:class:`plancheck.layout.NetworkLayout` or None), built once
+    with its shapes."""
+    network_shapes(spec, source=source, layout=True)
+    return _LAYOUTS[spec.key()]

@@ -306,13 +306,13 @@ def prepare_source(
     common = dict(input=src_in, side=side, summary=summary, trainer_name=name, trainer_by=by, allow=allow,
                   ignore_trainer=ignore_trainer)
     if src_in.checkpoint is None:
-        return PreparedSource(shapes=network_shapes(side.spec, source=side.label), warnings=src_in.warnings,
+        return PreparedSource(shapes=network_shapes(side.spec, source=side.label, layout=True), warnings=src_in.warnings,
                               notes=tuple(notes), **common)
 
     weights = checkpoint_shapes(src_in.checkpoint)
     prefix = key_prefix(weights)
     unprefixed = strip_prefixes(weights) if prefix else weights
-    mismatch = _own_plans_mismatch(src_in, side, ref, unprefixed, network_shapes(side.spec, source=side.label))
+    mismatch = _own_plans_mismatch(src_in, side, ref, unprefixed, network_shapes(side.spec, source=side.label, layout=True))
     if mismatch is None:
         notes.append(f"the checkpoint's tensors match the network built from {_own_plans(src_in)}")
     notes.extend(_checkpoint_notes(src_in.checkpoint))
@@ -348,7 +348,7 @@ def check_target(
     if name:
         details["network_built_by"] = _built_by(ref)
     tgt_summary = side_summary(tgt, kind=tgt_in.kind, notes=tgt_in.notes, details=details)
-    target_shapes = network_shapes(tgt.spec, source=tgt.label)
+    target_shapes = network_shapes(tgt.spec, source=tgt.label, layout=True)  # the layout for pictures, same build
     channels = channel_pairs(src, tgt)
     first = channel_warning(channels)
     warnings = [*([first] if first else []), *prepared.warnings, *preprocessing_warnings(src, tgt)]

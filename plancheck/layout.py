@@ -210,21 +210,12 @@ def layout_of_module(network: torch.nn.Module, network_class: str = "") -> Netwo
                          blocks=tuple(blocks))
 
 
-_CACHE: dict[str, NetworkLayout | None] = {}
-_CACHE_SIZE = 64
-
-
 def network_layout(spec: NetworkSpec, *, source: str = "") -> NetworkLayout | None:
-    """The layout of the network ``spec`` describes, built as :func:`plancheck.build.network_shapes` builds it."""
-    key = spec.key()
-    if key not in _CACHE:
-        from plancheck.build import build_meta_network
+    """The layout of the network ``spec`` describes, from the same meta build as its shapes
+    (:func:`plancheck.build.network_layout`, which caches both)."""
+    from plancheck.build import network_layout as built_layout
 
-        network = build_meta_network(spec, source=source)
-        if len(_CACHE) >= _CACHE_SIZE:
-            _CACHE.pop(next(iter(_CACHE)))
-        _CACHE[key] = layout_of_module(network, spec.class_name)
-    return _CACHE[key]
+    return t.cast("NetworkLayout | None", built_layout(spec, source=source))
 
 
 # --------------------------------------------------------------------------- from arch_kwargs (no torch)
