@@ -1,5 +1,6 @@
-# Everything a fresh machine needs: `make test` and `make demo` create .venv, install the
-# CPU build of torch first (so pip never pulls a multi-GB CUDA build), then the project.
+# Everything a fresh machine needs: `make test` and `make demo` create .venv, install a torch
+# and a torchvision built for each other first (constraints.txt; nnU-Net's trainer lookup
+# imports timm -> torchvision.ops, so nnUNetv2_train needs a loadable pair), then the project.
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
@@ -7,7 +8,7 @@ PIP    := $(PY) -m pip --disable-pip-version-check -q
 STAMP  := $(VENV)/.installed
 REAL_PLANS ?= ../shared/real-plans
 PYTEST_ARGS ?=
-TEST_MARKERS ?= not real and not primus
+TEST_MARKERS ?= not real
 
 .PHONY: install test test-real test-browser test-versions test-primus demo bench bench-gpu fixtures clean
 
@@ -16,7 +17,7 @@ install: $(STAMP)
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install --upgrade pip
-	$(PIP) install -c constraints.txt torch==2.13.0
+	$(PIP) install -c constraints.txt torch torchvision
 	$(PIP) install -c constraints.txt -e '.[test]'
 	touch $(STAMP)
 
@@ -32,23 +33,9 @@ test-browser: $(STAMP)
 test-versions:
 	$(PYTHON) tools/test_versions.py $(PYTEST_ARGS)
 
-# Primus (timm -> torchvision.ops) needs a torchvision built for the installed torch. PyPI
-# has no CPU build of torchvision, so this venv takes PyPI's CUDA build of the same torch
-# (it runs on a CPU-only machine): ~4.8 GB, kept apart from .venv (README, "Primus").
-PRIMUS_VENV  := .venv-primus
-PRIMUS_STAMP := $(PRIMUS_VENV)/.installed
-TORCHVISION  := 0.28.0
-
-$(PRIMUS_STAMP): pyproject.toml constraints.txt
-	test -x $(PRIMUS_VENV)/bin/python || $(PYTHON) -m venv $(PRIMUS_VENV)
-	PIP_CONFIG_FILE=/dev/null PIP_FIND_LINKS= $(PRIMUS_VENV)/bin/python -m pip --disable-pip-version-check -q \
-		install torch==$$(sed -n 's/^torch==//p' constraints.txt) torchvision==$(TORCHVISION)
-	PIP_CONFIG_FILE=/dev/null PIP_FIND_LINKS= $(PRIMUS_VENV)/bin/python -m pip --disable-pip-version-check -q \
-		install -c constraints.txt -e '.[test]'
-	touch $(PRIMUS_STAMP)
-
-test-primus: $(PRIMUS_STAMP)
-	$(PRIMUS_VENV)/bin/python -m pytest -n 2 -m primus $(PYTEST_ARGS)
+# The Primus tests alone (timm -> torchvision.ops): .venv's torch and torchvision load together.
+test-primus: $(STAMP)
+	$(PY) -m pytest -n 2 -m primus $(PYTEST_ARGS)
 
 test-real: $(STAMP)
 	PLANCHECK_REAL_PLANS=$(REAL_PLANS) $(PY) -m pytest -n 2 -m real $(PYTEST_ARGS)
@@ -71,4 +58,4 @@ fixtures: $(STAMP)
 	$(PY) fixtures/generate.py
 
 clean:
-	rm -rf $(VENV) $(PRIMUS_VENV) .venv-versions .pytest_cache build *.egg-info
+	rm -rf $(VENV) .venv-primus .venv-versions .pytest_cache build *.egg-info

@@ -1,8 +1,8 @@
 """Primus trainers (timm-based transformers) against nnU-Net's own builders and loader.
 
-``make test-primus`` runs these in .venv-primus, whose torchvision loads beside its torch
-(``make test`` deselects the ``primus`` marker: its CPU torch has no matching torchvision;
-tests/test_versions.py checks the one-line error there instead).
+They need a torchvision that loads beside torch: ``make test`` runs them in .venv, whose
+torch and torchvision are a matching pair (constraints.txt); ``make test-primus`` runs them
+alone. tests/test_torchenv.py checks the one-line error for a mismatched pair.
 
 The Primus trainers build from ``configuration_manager.patch_size``: the learned positional
 embedding has one row per 8x8x8 patch token. Plans are fixture plans (nnU-Net planner
