@@ -34,6 +34,7 @@ import typing as t
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
+from plancheck.datasets import display_id, is_dataset_ref
 from plancheck.errors import UsageError
 
 try:  # Python 3.11+
@@ -74,7 +75,6 @@ RENDER_OPTIONS = frozenset({"format", "problems_only"})
 _DEFAULT_PLANS_STEMS = frozenset({"nnUNetPlans", "plans"})
 _PATH_OPTION_SUFFIXES = ("_json", "_file", "_path", "_dir", "_folder")
 _GLOB_CHARS = re.compile(r"[*?\[]")
-_DATASET_ID = re.compile(r"^(?:\d{1,4}|Dataset\d{3,}(?:_[^/\\]+)?)$")
 _DATASET_DIR = re.compile(r"^Dataset\d{3,}_")
 _ENTRY_KEYS = {
     "source": "source",
@@ -295,7 +295,7 @@ def _resolve(value: str, base: str) -> str:
 
 def is_dataset_id(value: str) -> bool:
     """``"996"`` or ``"Dataset996_Name"``: resolved through nnU-Net's folders, not the file system."""
-    return bool(_DATASET_ID.match(value))
+    return is_dataset_ref(value)
 
 
 def _expand(value: str, base: str, what: str, where: str, path: str) -> list[str]:
@@ -383,7 +383,7 @@ def display_name(entry: str) -> str:
     """A readable name for a source or target: ``Dataset901_CTIsotropic``, ``Dataset996``,
     ``Dataset901_CTIsotropic/nnUNetResEncUNetMPlans`` (plans that are not the default)."""
     if not os.path.exists(entry) and is_dataset_id(entry):
-        return f"Dataset{int(entry):03d}" if entry.isdigit() else entry
+        return display_id(entry)
     path = os.path.abspath(entry)
     stem, ext = os.path.splitext(os.path.basename(path))
     suffix = f"/{stem}" if ext == ".json" and stem not in _DEFAULT_PLANS_STEMS else ""

@@ -73,7 +73,6 @@ Json = t.Any
 #: Placeholders in the printed commands when the fold / the checkpoint are not known.
 DEFAULT_FOLD = "FOLD"
 DEFAULT_CHECKPOINT = "PATH/TO/checkpoint_final.pth"
-_DATASET_PLACEHOLDER = "DATASET_ID"
 
 #: Key prefixes that DDP and torch.compile put in front of every state_dict key.
 KNOWN_KEY_PREFIXES = ("module.", "_orig_mod.")
@@ -410,7 +409,6 @@ def _refuse_unfixable(source: Side, target: Side, strategy: Strategy, source_key
 # --- names, paths, commands -----------------------------------------------------------------------------------------
 
 _PLANS_NAME = re.compile(r"^[A-Za-z0-9_.+-]+$")
-_DATASET_ID = re.compile(r"^Dataset(\d{3})_")
 
 
 def _plans_identifier(side: Side) -> str:
@@ -438,8 +436,9 @@ def _output_path(target: Side, plans_name: str, out: str | None) -> str | None:
 
 
 def _dataset_id(dataset_name: str | None) -> str:
-    match = _DATASET_ID.match(dataset_name or "")
-    return str(int(match.group(1))) if match else _DATASET_PLACEHOLDER
+    from plancheck.datasets import command_id
+
+    return command_id(dataset_name)
 
 
 def _commands(

@@ -19,11 +19,11 @@ from __future__ import annotations
 
 import contextlib
 import os
-import re
 import typing as t
 from dataclasses import dataclass, field
 
 from plancheck._nnunet import quiet
+from plancheck.datasets import is_dataset_ref
 from plancheck.errors import InputError, PlansError, UsageError
 from plancheck.plans import DatasetJson, PlansFile, find_dataset_json, load_dataset_json, load_plans
 
@@ -62,7 +62,6 @@ CHECKPOINT_NAMES = ("checkpoint_final.pth", "checkpoint_best.pth", "checkpoint_l
 #: File names that are checkpoints whatever their first bytes (a damaged one then gets the reader's message).
 CHECKPOINT_SUFFIXES = (".pth", ".pt", ".ckpt", ".bin", ".safetensors", ".model", ".tar", ".zip")
 
-_DATASET_ID = re.compile(r"^(?:[0-9]+|Dataset[0-9]{3}(?:_[^/\\]*)?)$")
 _ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")
 _LEGACY_TORCH_MAGIC = b"\x80\x02\x8a\x0a\x6c\xfc\x9c\x46\xf9\x20\x6a\xa8\x50\x19"
 
@@ -106,8 +105,9 @@ class TargetInput:
 
 
 def looks_like_dataset_id(text: str) -> bool:
-    """``999``, ``Dataset999`` or ``Dataset999_Name`` (a string that is not an existing path)."""
-    return bool(_DATASET_ID.match(text)) and not os.path.exists(text)
+    """``999``, ``12345``, ``Dataset999`` or ``Dataset999_Name`` (a string that is not an existing path):
+    nnU-Net's grammar, :func:`plancheck.datasets.is_dataset_ref`."""
+    return is_dataset_ref(text) and not os.path.exists(text)
 
 
 def _head(path: str, n: int = 16) -> bytes:

@@ -15,7 +15,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import os
-import re
 import shlex
 import typing as t
 
@@ -34,7 +33,6 @@ __all__ = ["PROVENANCE_KEY", "TransferResult", "VerifyError", "layout_of", "plan
 #: Key of the provenance record in the written checkpoint (next to ``network_weights``).
 PROVENANCE_KEY = "plancheck_transfer"
 DEFAULT_SEED = 0
-_DATASET_ID = re.compile(r"^Dataset(\d{3})_")
 Json = t.Any
 
 
@@ -195,8 +193,9 @@ def _plans_identifier(side: Side) -> str:
 
 def train_command(target: Side, out: str | None, trainer: str | None = None) -> str:
     """``nnUNetv2_train DATASET CONF FOLD -p PLANS -pretrained_weights OUT`` for the target."""
-    match = _DATASET_ID.match(target.plans.dataset_name or "")
-    dataset = str(int(match.group(1))) if match else (target.plans.dataset_name or "DATASET")
+    from plancheck.datasets import command_id
+
+    dataset = command_id(target.plans.dataset_name)
     parts = ["nnUNetv2_train", shlex.quote(dataset), shlex.quote(target.configuration.name), "FOLD",
              "-p", shlex.quote(_plans_identifier(target))]
     if trainer and trainer != "nnUNetTrainer":

@@ -577,3 +577,23 @@ def test_display_names(tmp_path: pathlib.Path) -> None:
     plans.parent.mkdir()
     plans.write_text(json.dumps({"dataset_name": "Dataset999_Pre", "configurations": {}}))
     assert display_name(str(plans)) == "Dataset999_Pre"
+
+
+def test_five_digit_dataset_id_is_a_dataset_in_the_config_as_on_the_command_line(
+    project: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``12345`` is a dataset ID to nnU-Net (``Dataset12345``), to the CLI and to [tool.plancheck] (issue 17, item 7)."""
+    preprocessed = project.path / "preprocessed"
+    shutil.copytree(FIXTURES / "Dataset907_CTIsotropicOther", preprocessed / "Dataset12345_Big")
+    monkeypatch.setenv("nnUNet_preprocessed", str(preprocessed))
+    project.makepyprojecttoml(
+        f"""
+        [[tool.plancheck.check]]
+        source = "{P901}"
+        targets = ["12345"]
+        configurations = ["3d_fullres"]
+        """
+    )
+    result = project.runpytest("-v", "pyproject.toml")
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines([esc("pyproject.toml::plancheck::Dataset901_CTIsotropic->Dataset12345[3d_fullres] PASSED*")])
