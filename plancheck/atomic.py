@@ -22,15 +22,19 @@ __all__ = ["atomic_write", "atomic_write_text"]
 _DEFAULT_MODE = 0o644
 
 
-def atomic_write_text(path: str | os.PathLike[str], text: str, *, overwrite: bool = False) -> str:
+def atomic_write_text(path: str | os.PathLike[str], text: str, *, overwrite: bool = False,
+                      check: t.Callable[[str], None] | None = None) -> str:
     """Write ``text`` (UTF-8) to ``path`` atomically; return the absolute path written.
+
+    ``check`` as for :func:`atomic_write`: it reads the complete temporary file back and
+    raises to keep it from taking the name.
 
     Raises :class:`FileExistsError` when ``path`` exists and ``overwrite`` is false, and
     the underlying :class:`OSError` for anything else; in both cases nothing at ``path``
     changes and no temporary file is left behind.
     """
     data = text.encode("utf-8")
-    return atomic_write(path, lambda fh: fh.write(data), overwrite=overwrite)
+    return atomic_write(path, lambda fh: fh.write(data), overwrite=overwrite, check=check)
 
 
 def atomic_write(path: str | os.PathLike[str], write: t.Callable[[t.BinaryIO], None], *,

@@ -17,7 +17,7 @@ import typing as t
 from plancheck.attribution import attribute
 from plancheck.build import network_shapes
 from plancheck.compare import compare, first_failure
-from plancheck.errors import UsageError
+from plancheck.errors import UnknownOption, UsageError
 from plancheck.plans import DatasetJson, PlansFile, find_dataset_json, load_dataset_json, load_plans
 from plancheck.report import Cause, ChannelPair, Report, RootCause, SideSummary, Status, summarise
 from plancheck.shapes import ShapeTable, is_head
@@ -241,10 +241,6 @@ class CheckResult:
 
     report: Report
     target: Side
-
-
-class UnknownOption(UsageError, TypeError):
-    """A keyword option :func:`check` does not take."""
 
 
 def check_options() -> frozenset[str]:

@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 
 from plancheck.datasets import display_id, is_dataset_ref
-from plancheck.errors import UsageError
+from plancheck.errors import ConfigError
 
 try:  # Python 3.11+
     import tomllib as _toml
@@ -83,10 +83,6 @@ _ENTRY_KEYS = {
     "configurations": "configurations",
     "configuration": "configurations",
 }
-
-
-class ConfigError(UsageError):
-    """A declarative check that cannot be collected: bad TOML, a bad entry, a missing file."""
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ __all__ = ["main"]
 
 FORMATS = ("text", "json", "markdown")
 TRANSFER_STRATEGIES = ("exact", "encoder", "adapt")
-INTERNAL_ERROR = 4
+INTERNAL_ERROR = int(ExitCode.INTERNAL)
 
 
 def _run(fn: t.Callable[..., int]) -> t.Callable[..., None]:
@@ -328,11 +328,27 @@ def _fix(prepared: t.Any, result: t.Any, *, fmt: str, out: str | None, plans_nam
             click.echo(render(planned, "text"), nl=False)
             click.echo("(dry run: nothing written)")
         return int(ExitCode.OK if planned.compatible else ExitCode.INCOMPATIBLE)
-    written = write_fix(planned, force=force)
     target_dj = result.target.dataset_json
-    after = check_target(prepared, written, target_configuration=planned.configuration,
-                         target_dataset_json=None if target_dj is None else (target_dj.path or target_dj.data),
-                         **target_options).report
+    recheck = dict(target_configuration=planned.configuration,
+                   target_dataset_json=None if target_dj is None else (target_dj.path or target_dj.data),
+                   **target_options)
+
+    def read_back(tmp: str) -> None:
+        """The written file, read back as nnU-Net would read it, must load the weights before it takes its name."""
+        from plancheck.errors import ReadBackError
+
+        try:
+            again = check_target(prepared, tmp, **{**recheck, "explain": False}).report
+        except PlancheckError as e:
+            raise ReadBackError(f"the written plans failed the read-back check: {e.message}; nothing was written",
+                                path=planned.path) from e
+        if not again.compatible:
+            stop = again.first_failure.key if again.first_failure else "?"
+            raise ReadBackError(f"the written plans failed the read-back check: nnU-Net would stop at {stop}; "
+                                "nothing was written", path=planned.path)
+
+    written = write_fix(planned, force=force, check=read_back)
+    after = check_target(prepared, written, **recheck).report
     if fmt == "json":
         click.echo(json.dumps({"before": report.to_dict(), "fix": planned.to_dict(), "written": written,
                                "after": after.to_dict()}, indent=2))

@@ -41,7 +41,7 @@ from dataclasses import dataclass, replace
 
 from plancheck._nnunet import captured_warnings, quiet
 from plancheck.atomic import atomic_write_text
-from plancheck.errors import FixError, InputError, PlancheckError, UsageError
+from plancheck.errors import FixError, InputError, OutputExists, PlancheckError, Unfixable, UsageError
 from plancheck.memory import PlannerReference, estimate_vram, planner_batch_size, planner_reference
 from plancheck.plans import LEGACY_ARCHITECTURE_KEYS, PlansFile, resolve_configuration
 from plancheck.render import OutputFormat
@@ -87,30 +87,6 @@ class Strategy(str, enum.Enum):
 
     def __str__(self) -> str:
         return self.value
-
-
-class Unfixable(FixError):
-    """Plans alone cannot make these weights load (exit 1); ``reasons`` and ``options`` say why and what to do."""
-
-    def __init__(
-        self, message: str, *, reasons: t.Sequence[str], options: t.Sequence[str], path: object | None = None
-    ) -> None:
-        super().__init__(message, path=path)
-        self.reasons = tuple(reasons)
-        self.options = tuple(options)
-
-    @property
-    def explanation(self) -> str:
-        """The reasons and the options, one per line, for the command line to print under the message."""
-        lines = [f"- {r}" for r in self.reasons]
-        lines.append("Options:")
-        lines += [f"- {o}" for o in self.options]
-        lines.append("Nothing was written.")
-        return "\n".join(lines)
-
-
-class OutputExists(UsageError):
-    """The fixed plans would overwrite an existing file and ``force`` was not given (exit 2, a usage error)."""
 
 
 # --- patch size -----------------------------------------------------------------------------------------------------
@@ -1111,8 +1087,11 @@ def _data_identifier(plans: PlansFile, configuration: str) -> str | None:
     return None
 
 
-def write_fix(result: FixResult, *, force: bool = False) -> str:
+def write_fix(result: FixResult, *, force: bool = False, check: t.Callable[[str], None] | None = None) -> str:
     """Write the new plans atomically to ``result.path``; return the path.
+
+    ``check(temporary_path)`` reads the complete file back before it takes its name and
+    raises (:class:`~plancheck.errors.ReadBackError`, exit 5) to keep it from doing so.
 
     Writes nothing when the plans did not change (``result.changed`` is false: already
     compatible). Raises :class:`OutputExists` (a usage error, exit 2) when the file
@@ -1124,7 +1103,7 @@ def write_fix(result: FixResult, *, force: bool = False) -> str:
     if not result.changed:
         return result.path
     try:
-        return atomic_write_text(result.path, result.new_text(), overwrite=force)
+        return atomic_write_text(result.path, result.new_text(), overwrite=force, check=check)
     except FileExistsError:
         raise OutputExists(
             "exists; not overwritten (pass --force to replace it, or choose another --plans-name / -o)",

@@ -16,6 +16,8 @@ import json
 import re
 import typing as t
 
+from plancheck.errors import PathSyntaxError
+
 if t.TYPE_CHECKING:
     from plancheck.plans import PlansFile, ResolvedConfiguration
 
@@ -30,10 +32,6 @@ _DATASET_PREFIX = DATASET_JSON + ":"
 # A key is written bare when it cannot be misread: no separators, quotes, backslashes or control characters.
 _BARE_KEY = re.compile(r'[^.\[\]"\\\x00-\x1f\x7f]+')
 _INDEX = re.compile(r"-?[0-9]+")
-
-
-class PathSyntaxError(ValueError):
-    """A string that is not a field path as :func:`format_path` writes them."""
 
 
 def _key(key: str, first: bool) -> str:

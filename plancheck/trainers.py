@@ -28,7 +28,7 @@ import typing as t
 from dataclasses import dataclass
 
 from plancheck._nnunet import captured_warnings, quiet
-from plancheck.errors import BuildError, InputError
+from plancheck.errors import BuildError, TrainerError
 
 __all__ = [
     "DEFAULT_TRAINER",
@@ -45,10 +45,6 @@ _DEFAULT_TRAINER_PATH = "nnunetv2.training.nnUNetTrainer.nnUNetTrainer.nnUNetTra
 #: The package nnU-Net searches for trainers (``recursive_find_trainer_class_by_name``).
 TRAINER_PACKAGE = "nnunetv2.training.nnUNetTrainer"
 _BUILD = "build_network_architecture"
-
-
-class TrainerError(InputError):
-    """A trainer that cannot be found or imported (``--ignore-trainer`` builds from plans instead)."""
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@ on the meta device (for its declarations); plan which tensor goes where
 (:mod:`plancheck.checkpoint.data`, no code from the file); apply the rules
 (:mod:`plancheck.adapt`); write ``{"network_weights": ..., "plancheck_transfer": ...}``
 atomically, after reading it back with the safe reader and checking it against the target:
-a file that fails that check never takes its name and is removed (:class:`VerifyError`, exit 4).
+a file that fails that check never takes its name and is removed (:class:`~plancheck.errors.ReadBackError`, exit 5).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import os
 import shlex
 import typing as t
 
-from plancheck.errors import ExitCode, InputError, PlancheckError, UsageError
+from plancheck.errors import ExitCode, InputError, OutputExists, PlancheckError, ReadBackError, UsageError
 from plancheck.transfer_plan import ChannelMap, Layout, Strategy, TransferPlan, parse_channel_map, plan_transfer
 
 if t.TYPE_CHECKING:
@@ -28,7 +28,7 @@ if t.TYPE_CHECKING:
     from plancheck.report import Report, SideSummary
     from plancheck.spec import Side
 
-__all__ = ["PROVENANCE_KEY", "TransferResult", "VerifyError", "layout_of", "plan_for", "source_layout", "transfer"]
+__all__ = ["PROVENANCE_KEY", "TransferResult", "ReadBackError", "VerifyError", "layout_of", "plan_for", "source_layout", "transfer"]
 
 #: Key of the provenance record in the written checkpoint (next to ``network_weights``).
 PROVENANCE_KEY = "plancheck_transfer"
@@ -36,14 +36,8 @@ DEFAULT_SEED = 0
 Json = t.Any
 
 
-class VerifyError(PlancheckError):
-    """The written file, read back, does not fit the target (exit 4; the file is removed)."""
-
-    exit_code = 4  # type: ignore[assignment]
-
-
-class OutputExists(UsageError):
-    """OUT exists and ``force`` was not given (exit 2)."""
+#: the read-back failure's earlier name (exit 4 then, 5 now)
+VerifyError = ReadBackError
 
 
 @dataclasses.dataclass(frozen=True)
@@ -487,7 +481,7 @@ def _write(path: str | None, payload: dict[str, Json], *, force: bool, check: t.
 def verify(path: str, target: Side, *, shown: str | None = None) -> None:
     """Read ``path`` back with the safe reader; it must hold every target key, with the target's shapes.
 
-    Raises :class:`VerifyError` (naming ``shown``, default ``path``) on any failure; the
+    Raises :class:`~plancheck.errors.ReadBackError` (naming ``shown``, default ``path``) on any failure; the
     caller (:func:`plancheck.atomic.atomic_write`) then removes the file it wrote.
     """
     from plancheck.build import network_shapes
@@ -515,5 +509,5 @@ def verify(path: str, target: Side, *, shown: str | None = None) -> None:
     except PlancheckError as e:
         problem = f"the safe reader cannot read it back ({e.message})"
     if problem is not None:
-        raise VerifyError(f"written checkpoint failed the read-back check: {problem}; nothing was written",
+        raise ReadBackError(f"written checkpoint failed the read-back check: {problem}; nothing was written",
                           path=shown or path)

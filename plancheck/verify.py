@@ -20,7 +20,7 @@ import typing as t
 from dataclasses import dataclass, field
 
 from plancheck._nnunet import captured_warnings, quiet
-from plancheck.errors import ExitCode, InputError, PlancheckError, UsageError
+from plancheck.errors import ExitCode, InputError, PlancheckError, RunRefused, UsageError
 
 if t.TYPE_CHECKING:
     from plancheck.check import PreparedSource
@@ -47,12 +47,6 @@ GiB = 2**30
 CPU_MEMORY_LIMIT = 4 * GiB
 CPU_SECONDS_LIMIT = 300.0
 DEVICES = re.compile(r"^(cpu|meta|cuda(:[0-9]+)?)$")
-
-
-class RunRefused(PlancheckError):
-    """A CPU run larger than the limits, without ``--force`` (exit 2)."""
-
-    exit_code = ExitCode.USAGE
 
 
 @dataclass(frozen=True)

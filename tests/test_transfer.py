@@ -561,7 +561,7 @@ def test_check_transfer_gives_the_shares_without_writing(store, tmp_path, run_cl
     assert "TRANSFER (encoder):" in stdout
 
 
-def test_failed_read_back_is_exit_4_and_writes_nothing(store, tmp_path, run_cli, monkeypatch):
+def test_failed_read_back_is_exit_5_and_writes_nothing(store, tmp_path, run_cli, monkeypatch):
     import plancheck.transfer as _  # noqa: F401
     import sys
 
@@ -576,7 +576,7 @@ def test_failed_read_back_is_exit_4_and_writes_nothing(store, tmp_path, run_cli,
     monkeypatch.setattr(module, "verify", broken)
     out = tmp_path / "t.pth"
     code, _, err = run_cli("transfer", store.paths["906.pth"], fixture(D906), "-o", out)
-    assert code == 4 and "read-back check" in one_line(err)
+    assert code == 5 and "read-back check" in one_line(err)  # not 4: that is an internal error (issue 17, item 8)
     assert not out.exists() and list(tmp_path.iterdir()) == []
 
 
