@@ -116,6 +116,22 @@ def _allow_import(fn: t.Callable[..., t.Any]) -> t.Callable[..., t.Any]:
     )(fn)
 
 
+def _target_options(fn: t.Callable[..., t.Any]) -> t.Callable[..., t.Any]:
+    """The options that shape the TARGET side, the same on every command that takes a TARGET."""
+    for option in reversed((
+        click.option("--target-configuration", default=None, metavar="NAME",
+                     help="Target configuration, if not the source's."),
+        click.option("--target-dataset-json", default=None, metavar="FILE", help="Default: dataset.json next to TARGET."),
+        click.option("--target-plans", "target_plans_identifier", default=None, metavar="PLANS_IDENTIFIER",
+                     help="Plans of a target dataset ID or preprocessed folder, if not -p's (e.g. the plans --fix "
+                     "wrote)."),
+        click.option("--target-trainer", default=None, metavar="NAME",
+                     help="Trainer of the fine-tuning run, if not the source's."),
+    )):
+        fn = option(fn)
+    return fn
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(__version__, prog_name="plancheck")
 def cli() -> None:
@@ -150,12 +166,8 @@ def _one_configuration(ctx: click.Context, param: click.Parameter, values: tuple
     metavar="NAME",
     help="Configuration to check.  [default: a checkpoint's own configuration, else 3d_fullres]",
 )
-@click.option(
-    "--target-configuration", default=None, metavar="NAME", help="Target configuration, if not the source's."
-)
 @click.option("--source-dataset-json", default=None, metavar="FILE",
               help="Default: the checkpoint's own, or dataset.json next to SOURCE.")
-@click.option("--target-dataset-json", default=None, metavar="FILE", help="Default: dataset.json next to TARGET.")
 @click.option(
     "-p",
     "--plans",
@@ -166,8 +178,6 @@ def _one_configuration(ctx: click.Context, param: click.Parameter, values: tuple
     help="Plans of a dataset ID or preprocessed folder (<PLANS_IDENTIFIER>.json), as nnUNetv2_train -p: "
     "of both sides, unless --target-plans names the target's.",
 )
-@click.option("--target-plans", "target_plans_identifier", default=None, metavar="PLANS_IDENTIFIER",
-              help="Plans of a target dataset ID or preprocessed folder, if not -p's (e.g. the plans --fix wrote).")
 @click.option(
     "-tr",
     "--trainer",
@@ -176,8 +186,6 @@ def _one_configuration(ctx: click.Context, param: click.Parameter, values: tuple
     help="Trainer whose build_network_architecture builds the networks, and the model folder of a source "
     "dataset ID.  [default: the checkpoint's trainer_name, else nnUNetTrainer]",
 )
-@click.option("--target-trainer", default=None, metavar="NAME",
-              help="Trainer of the fine-tuning run, if not the source's.")
 @click.option("--fold", default=None, metavar="FOLD",
               help="Fold of a trained-model folder (0-4, all).  [default: the first with a checkpoint]")
 @click.option(
@@ -214,6 +222,7 @@ def _one_configuration(ctx: click.Context, param: click.Parameter, values: tuple
               help="Also show the share of parameters, per part, that plancheck transfer would carry over "
               "with this strategy (writes nothing).")
 @click.option("--channel-map", default=None, metavar="MAP", help="With --transfer adapt: as for transfer.")
+@_target_options
 @_allow_import
 @_common
 @_run
@@ -387,7 +396,6 @@ def _check_transfer(prepared: t.Any, result: t.Any, strategy: str, channel_map: 
 @click.option("-o", "--out", default=None, metavar="OUT.pth", help="The checkpoint to write (not with --dry-run).")
 @click.option("-c", "--configuration", default=None, metavar="NAME",
               help="Configuration of the source.  [default: a checkpoint's own configuration, else 3d_fullres]")
-@click.option("--target-configuration", default=None, metavar="NAME", help="Target configuration, if not the source's.")
 @click.option("--strategy", type=click.Choice(TRANSFER_STRATEGIES), default="adapt", show_default=True,
               help="exact: same key and shape; encoder: what nnU-Net master's pretrained trainers load (exact for the "
               "stem and encoder, a 1-channel stem repeated over the input channels and divided); adapt: exact, plus "
@@ -400,16 +408,15 @@ def _check_transfer(prepared: t.Any, result: t.Any, strategy: str, channel_map: 
 @click.option("--dry-run", is_flag=True, help="Print the report; write nothing.")
 @click.option("-v", "--verbose", is_flag=True, help="List every tensor (text and markdown), copied ones included.")
 @click.option("--source-dataset-json", default=None, metavar="FILE", help="As for check.")
-@click.option("--target-dataset-json", default=None, metavar="FILE", help="As for check.")
 @click.option("-p", "--plans", "plans_identifier", default="nnUNetPlans", show_default=True,
               metavar="PLANS_IDENTIFIER", help="As for check.")
 @click.option("-tr", "--trainer", default=None, metavar="NAME", help="As for check.")
-@click.option("--target-trainer", default=None, metavar="NAME", help="As for check.")
 @click.option("--fold", default=None, metavar="FOLD", help="As for check.")
 @click.option("--source-plans", default=None, metavar="FILE", help="As for check.")
 @click.option("--trust-checkpoint", is_flag=True, help="As for check: runs code from the file.")
 @click.option("--ignore-trainer", is_flag=True, help="As for check.")
 @_html
+@_target_options
 @_allow_import
 @_common
 @_run
@@ -430,6 +437,7 @@ def transfer_command(
     plans_identifier: str,
     trainer: str | None,
     target_trainer: str | None,
+    target_plans_identifier: str | None,
     fold: str | None,
     source_plans: str | None,
     trust_checkpoint: bool,
@@ -469,6 +477,7 @@ def transfer_command(
         plans_identifier=plans_identifier,
         trainer=trainer,
         target_trainer=target_trainer,
+        target_plans_identifier=target_plans_identifier,
         fold=fold,
         source_plans=source_plans,
         trust_checkpoint=trust_checkpoint,
@@ -566,10 +575,7 @@ def diff_command(
               help="Default: the checkpoint's own, or dataset.json next to SOURCE.")
 @click.option("-p", "--plans", "plans_identifier", default="nnUNetPlans", show_default=True,
               metavar="PLANS_IDENTIFIER", help="Plans of dataset IDs and preprocessed folders (both sides).")
-@click.option("--target-plans", "target_plans_identifier", default=None, metavar="PLANS_IDENTIFIER",
-              help="Plans of the target dataset IDs and preprocessed folders, if not -p's.")
 @click.option("-tr", "--trainer", default=None, metavar="NAME", help="As for check.")
-@click.option("--target-trainer", default=None, metavar="NAME", help="As for check.")
 @click.option("--fold", default=None, metavar="FOLD", help="As for check.")
 @click.option("--source-plans", default=None, metavar="FILE", help="As for check.")
 @click.option("--trust-checkpoint", is_flag=True, help="As for check: runs code from the file.")
@@ -580,6 +586,7 @@ def diff_command(
 @click.option("--force", is_flag=True, help="With --fix: overwrite existing plans files.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress on stderr.")
 @_html
+@_target_options
 @_allow_import
 @_common
 @_run
@@ -592,6 +599,8 @@ def matrix_command(
     target_plans_identifier: str | None,
     trainer: str | None,
     target_trainer: str | None,
+    target_configuration: str | None,
+    target_dataset_json: str | None,
     fold: str | None,
     source_plans: str | None,
     trust_checkpoint: bool,
@@ -636,6 +645,8 @@ def matrix_command(
         fold=fold,
         trainer=trainer,
         target_trainer=target_trainer,
+        target_configuration=target_configuration,
+        target_dataset_json=target_dataset_json,
         plans_identifier=plans_identifier,
         target_plans_identifier=target_plans_identifier,
         source_plans=source_plans,
@@ -655,13 +666,10 @@ def matrix_command(
 @click.argument("target")
 @click.option("-c", "--configuration", default=None, metavar="NAME",
               help="Configuration.  [default: a checkpoint's own configuration, else 3d_fullres]")
-@click.option("--target-configuration", default=None, metavar="NAME", help="Target configuration, if not the source's.")
 @click.option("--source-dataset-json", default=None, metavar="FILE", help="As for check.")
-@click.option("--target-dataset-json", default=None, metavar="FILE", help="As for check.")
 @click.option("-p", "--plans", "plans_identifier", default="nnUNetPlans", show_default=True,
               metavar="PLANS_IDENTIFIER", help="As for check.")
 @click.option("-tr", "--trainer", default=None, metavar="NAME", help="As for check; also the trainer that is run.")
-@click.option("--target-trainer", default=None, metavar="NAME", help="As for check.")
 @click.option("--fold", default=None, metavar="FOLD", help="As for check.")
 @click.option("--source-plans", default=None, metavar="FILE", help="As for check.")
 @click.option("--ignore-trainer", is_flag=True, help="As for check.")
@@ -677,6 +685,7 @@ def matrix_command(
 @click.option("--amp/--no-amp", default=None, help="Autocast + GradScaler.  [default: on for cuda and meta]")
 @click.option("--force", is_flag=True, help="Run on the CPU even above the expected time or memory limit.")
 @_html
+@_target_options
 @_allow_import
 @_common
 @_run
@@ -690,6 +699,7 @@ def verify_command(
     plans_identifier: str,
     trainer: str | None,
     target_trainer: str | None,
+    target_plans_identifier: str | None,
     fold: str | None,
     source_plans: str | None,
     ignore_trainer: bool,
@@ -730,7 +740,7 @@ def verify_command(
         progress=lambda message: click.echo(f"plancheck: {message}", err=True),
         target_configuration=target_configuration, source_dataset_json=source_dataset_json,
         target_dataset_json=target_dataset_json, plans_identifier=plans_identifier, trainer=trainer,
-        target_trainer=target_trainer, fold=fold, source_plans=source_plans, ignore_trainer=ignore_trainer,
+        target_trainer=target_trainer, target_plans_identifier=target_plans_identifier, fold=fold, source_plans=source_plans, ignore_trainer=ignore_trainer,
         allow_import=allow_import,
     )
     _write_html(html, result)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import typing as t
 from dataclasses import dataclass, field
 
-from plancheck.errors import ConfigurationNotFound, ExitCode, PlancheckError
+from plancheck.errors import ConfigurationNotFound, ExitCode, PlancheckError, UsageError
 from plancheck.render import OutputFormat, percent, register
 
 __all__ = ["Matrix", "MatrixRow", "matrix"]
@@ -127,18 +127,23 @@ def matrix(
     force: bool = False,
     strategy: str = "architecture",
     progress: Progress | None = None,
+    target_configuration: str | None = None,
     **options: t.Any,
 ) -> Matrix:
     """Check ``source`` against every target in every configuration (default: the source's).
 
     The incompatible configurations of one target are fixed together, into one plans file
     (:func:`plancheck.fix.plan_fixes`); with ``fix=True`` that file is written once and
-    each configuration checked again in the written file.
+    each configuration checked again in the written file. ``target_configuration`` checks
+    the one configuration in ``configurations`` against this configuration of every target.
     """
     from plancheck.check import check_target, prepare_source, split_options
 
     source_options, target_options = split_options(options)
     configurations = list(configurations or [None])
+    if target_configuration is not None and len(configurations) != 1:
+        raise UsageError(f"target_configuration={target_configuration!r} pairs one source configuration with it; "
+                         f"got {len(configurations)}")
     prepared: dict[str | None, t.Any] = {}
     lacking: dict[str | None, str] = {}  # configuration the source lacks -> why
     for c in configurations:
@@ -163,7 +168,8 @@ def matrix(
         prep = prepared[configuration]
         cfg = configuration or prep.side.configuration.name
         try:
-            result = check_target(prep, tgt, target_configuration=configuration, **target_options)
+            result = check_target(prep, tgt, target_configuration=target_configuration or configuration,
+                                  **target_options)
         except ConfigurationNotFound as e:
             rows.append(MatrixRow(target=e.path or name, configuration=cfg, compatible=None,
                                   not_applicable=f"target has {e.message}"))
