@@ -568,6 +568,7 @@ def _own_plans(src_in: SourceInput) -> str:
         "init_args": f"its own plans (init_args.plans, {src_in.configuration})",
         "--source-plans": f"--source-plans ({src_in.configuration})",
         "model folder": f"the model folder's plans.json ({src_in.configuration})",
+        "plancheck_transfer": f"the target plans its transfer record names ({src_in.configuration})",
     }.get(src_in.plans_from, f"its plans ({src_in.configuration})")
 
 

@@ -139,7 +139,8 @@ def cli() -> None:
 
     \b
     Exit codes: 0 compatible, 1 incompatible, 2 usage error,
-                3 input that cannot be checked, 4 internal error.
+                3 input that cannot be checked, 4 internal error,
+                5 a file plancheck wrote failed its read-back check (nothing written).
     """
 
 
@@ -454,7 +455,7 @@ def transfer_command(
     TARGET: anything check accepts (its plans stay as they are).
     Exit codes: 0 written (or dry run) and verified, 1 nothing could be carried over,
                 2 usage error or OUT exists, 3 input that cannot be read,
-                4 the written file failed the read-back check (it was removed).
+                4 internal error, 5 the written file failed the read-back check (removed).
     """
     import plancheck.render_transfer  # noqa: F401  (registers the renderers)
     from plancheck.render import render

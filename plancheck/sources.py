@@ -475,6 +475,11 @@ def _checkpoint_source(
     elif model_folder is not None and os.path.isfile(os.path.join(model_folder, "plans.json")):
         plans = load_plans(os.path.join(model_folder, "plans.json"))
         plans_from = "model folder"
+    elif (made := _transfer_target(ckpt, path)) is not None:
+        plans, transfer_dataset_json, transfer_configuration, transfer_trainer, note = made
+        plans_from = TRANSFER_RECORD
+        kind = "transfer"
+        notes.append(note)
     else:
         what = {
             "safetensors": "a safetensors file holds tensors only",
@@ -489,6 +494,8 @@ def _checkpoint_source(
 
     if source_dataset_json is not None:
         dataset_json = load_dataset_json(source_dataset_json)
+    elif plans_from == TRANSFER_RECORD:
+        dataset_json = transfer_dataset_json
     elif plans_from == "init_args" and isinstance(init_args.get("dataset_json"), dict):
         dataset_json = _embedded(init_args["dataset_json"], f"{path}:init_args.dataset_json", "dataset.json")
     elif plans_from == "--source-plans":
@@ -500,6 +507,8 @@ def _checkpoint_source(
 
     own_configuration = init_args.get("configuration")
     own_configuration = own_configuration if isinstance(own_configuration, str) else None
+    if plans_from == TRANSFER_RECORD:
+        own_configuration = transfer_configuration
     if own_configuration is None and folder_name is not None:
         own_configuration = folder_name[2]
     if configuration is not None and own_configuration is not None and configuration != own_configuration:
@@ -514,6 +523,8 @@ def _checkpoint_source(
         trainer, trainer_from = ckpt.trainer_name, "the checkpoint's trainer_name"
     elif folder_name is not None:
         trainer, trainer_from = folder_name[0], "the model folder's name"
+    elif plans_from == TRANSFER_RECORD and transfer_trainer:
+        trainer, trainer_from = transfer_trainer, f"the trainer {TRANSFER_RECORD} was written for"
     if fold is None and init_args.get("fold") is not None:
         fold = str(init_args["fold"])
 
@@ -548,6 +559,47 @@ def _checkpoint_source(
         warnings=tuple(warnings),
         details=details,
     )
+
+
+#: The provenance record ``plancheck transfer`` writes beside ``network_weights`` (plancheck.transfer.PROVENANCE_KEY).
+TRANSFER_RECORD = "plancheck_transfer"
+
+
+def _transfer_target(ckpt: Checkpoint, path: str) -> tuple[t.Any, t.Any, str | None, str | None, str] | None:
+    """A file ``plancheck transfer`` wrote holds weights for its target's network: (plans, dataset.json,
+    configuration, trainer, note) from its provenance record, or ``None`` for any other file.
+
+    The record embeds the target's plans and dataset.json (read as data, validated as any
+    plans); files from before that name the plans file, which must then still exist.
+    """
+    record = ckpt.extras.get(TRANSFER_RECORD)
+    target = record.get("target") if isinstance(record, dict) else None
+    if not isinstance(target, dict):
+        return None
+    where = f"{path}:{TRANSFER_RECORD}.target"
+    configuration = target.get("configuration") if isinstance(target.get("configuration"), str) else None
+    trainer = target.get("trainer") if isinstance(target.get("trainer"), str) else None
+    named = next((p for p in (target.get("plans_path"), target.get("plans")) if isinstance(p, str)), None)
+    if isinstance(target.get("plans_data"), dict):
+        plans = _embedded(target["plans_data"], f"{where}.plans_data", "plans")
+        said = f"its embedded copy of the target plans ({named or 'a plans dict'})"
+    elif named is not None and os.path.isfile(named):
+        plans = load_plans(named)
+        said = f"the target plans it names ({named})"
+    else:
+        raise InputError(
+            f"a plancheck transfer file whose target plans ({named or 'unnamed'}) are gone: pass --source-plans PLANS "
+            "(the plans it was written for)", path=path)
+    if isinstance(target.get("dataset_json_data"), dict):
+        dataset_json = _embedded(target["dataset_json_data"], f"{where}.dataset_json_data", "dataset.json")
+    elif isinstance(target.get("dataset_json_path"), str) and os.path.isfile(target["dataset_json_path"]):
+        dataset_json = load_dataset_json(target["dataset_json_path"])
+    else:
+        dataset_json = _load_dataset_json(find_dataset_json(plans.path)) if plans.path and os.path.isfile(
+            plans.path) else None
+    note = (f"a plancheck transfer file: its weights are for the network it was written for, built from {said}, "
+            f"configuration {configuration or DEFAULT_CONFIGURATION} ({TRANSFER_RECORD} provenance record)")
+    return plans, dataset_json, configuration, trainer, note
 
 
 def _nnssl_source(ckpt: Checkpoint, path: str, *, configuration: str | None, source_dataset_json: t.Any,

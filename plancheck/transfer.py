@@ -215,7 +215,8 @@ def _versions() -> dict[str, str | None]:
     return out
 
 
-def _provenance(result: TransferResult, prepared: PreparedSource, source_bytes: int) -> dict[str, Json]:
+def _provenance(result: TransferResult, prepared: PreparedSource, source_bytes: int, target: Side,
+                trainer: str | None) -> dict[str, Json]:
     from plancheck import __version__
 
     ckpt = prepared.input.checkpoint
@@ -239,6 +240,14 @@ def _provenance(result: TransferResult, prepared: PreparedSource, source_bytes: 
             "plans": result.target.plans,
             "configuration": result.target.configuration,
             "network_class": result.target.network_class,
+            # what makes the file a source like any nnU-Net checkpoint (plancheck.sources reads these):
+            # the target's plans and dataset.json as they were, and where they were
+            "plans_path": None if target.plans.path is None else os.path.abspath(target.plans.path),
+            "plans_data": target.plans.data,
+            "dataset_json_path": None if target.dataset_json is None or target.dataset_json.path is None
+            else os.path.abspath(target.dataset_json.path),
+            "dataset_json_data": None if target.dataset_json is None else target.dataset_json.data,
+            "trainer": trainer,
         },
         "parameters_total": result.plan.parameters_total,
         "parameters_carried": result.plan.parameters_carried,
@@ -350,7 +359,7 @@ def transfer(
     result = dataclasses.replace(result, source_sha256=digest, bytes_read=bytes_read)
     payload = {
         "network_weights": {k: v.detach() for k, v in network.state_dict().items()},
-        PROVENANCE_KEY: _provenance(result, prepared, os.path.getsize(ckpt.path)),
+        PROVENANCE_KEY: _provenance(result, prepared, os.path.getsize(ckpt.path), tgt, trainer),
     }
     written = _write(out_path, payload, force=force, check=lambda tmp: verify(tmp, tgt, shown=out_path))
     return dataclasses.replace(result, written=True, verified=True, out=written)

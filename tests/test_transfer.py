@@ -678,3 +678,53 @@ def test_encoder_strategy_repeats_the_stem_values(store, tmp_path):
     assert str(row.action) == "initialised" and "shape differs" in row.reason
     refusal, = [n for n in result.notes if "PretrainedTrainer would refuse" in n]
     assert "strict load_state_dict" in refusal
+
+
+# --------------------------------------------------------------------------- the transfer file as a source
+
+
+def test_transfer_output_is_a_source_like_any_checkpoint(store, tmp_path, run_cli):
+    """check and verify read what transfer wrote, through its provenance record (issue 17, item 2)."""
+    out = tmp_path / "t.pth"
+    code, _, err = run_cli("transfer", store.paths["906.pth"], fixture(D902), "-o", out)
+    assert code == 0, err
+    code, stdout, err = run_cli("check", out, fixture(D902), "--format", "json")
+    assert code == 0, err  # before: exit 3, "without init_args ... pass --source-plans"
+    d = json.loads(stdout)
+    assert d["source"]["kind"] == "transfer"
+    assert d["source"]["details"]["plans_from"] == "plancheck_transfer"
+    assert d["source"]["configuration"] == "3d_fullres"
+    assert d["summary"]["parameters_loadable"] == d["summary"]["parameters_total"] > 0
+    code, stdout, err = run_cli("check", out, fixture(D902))
+    assert code == 0 and "plancheck transfer file" in stdout, err
+    # and against the original source's plans it does not load: it is the target's network now
+    code, _, err = run_cli("check", out, fixture(D906))
+    assert code == 1, err
+
+
+def test_verify_reads_a_transfer_file(store, tmp_path, run_cli):
+    out = tmp_path / "t.pth"
+    assert run_cli("transfer", store.paths["906.pth"], fixture(D906), "-o", out)[0] == 0
+    code, stdout, err = run_cli("verify", out, fixture(D906), "--device", "cpu", "--iterations", "1",
+                                "--format", "json")
+    assert code == 0, err
+    d = json.loads(stdout)
+    assert d["check"]["source"]["kind"] == "transfer"
+    assert d["weights"]["loaded"] is True  # nnU-Net's load_pretrained_weights, every tensor compared after
+
+
+def test_transfer_file_whose_plans_are_gone_without_a_copy(store, tmp_path, run_cli):
+    """An older transfer file names its target plans only; once they are gone it is one clear line, exit 3."""
+    import torch
+
+    out = tmp_path / "t.pth"
+    assert run_cli("transfer", store.paths["906.pth"], fixture(D906), "-o", out)[0] == 0
+    payload = torch.load(out, weights_only=True)
+    for key in ("plans_data", "dataset_json_data", "plans_path"):
+        payload["plancheck_transfer"]["target"].pop(key)
+    payload["plancheck_transfer"]["target"]["plans"] = str(tmp_path / "gone.json")
+    old = tmp_path / "old.pth"
+    torch.save(payload, old)
+    code, _, err = run_cli("check", old, fixture(D906))
+    assert code == 3 and len(err.strip().splitlines()) == 1
+    assert "gone.json" in err and "--source-plans" in err

@@ -23,8 +23,9 @@ CONTAINER_KEYS: tuple[str, ...] = (
 )
 
 #: Top-level entries besides the state_dict that are copied out as plain data (``Checkpoint.extras``):
-#: nnssl's pretraining checkpoints describe their network and how to adapt it there (plancheck.nnssl).
-EXTRA_KEYS: tuple[str, ...] = ("nnssl_adaptation_plan", "citations")
+#: nnssl's pretraining checkpoints describe their network and how to adapt it there (plancheck.nnssl);
+#: a file ``plancheck transfer`` wrote names the target it was written for (``plancheck_transfer``).
+EXTRA_KEYS: tuple[str, ...] = ("nnssl_adaptation_plan", "citations", "plancheck_transfer")
 
 #: Largest data.pkl the safe reader unpickles (nnU-Net's is well under 1 MiB).
 MAX_PICKLE_BYTES = 256 * 1024 * 1024
