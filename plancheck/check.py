@@ -224,14 +224,17 @@ class PreparedSource:
     allow: tuple[str, ...] = ()
     ignore_trainer: bool = False
 
-    def fix_options(self) -> dict[str, Json]:
-        """Keyword arguments of :func:`plancheck.fix.plan_fix` that this source determines."""
+    def fix_options(self, target_trainer: str | None = None) -> dict[str, Json]:
+        """Keyword arguments of :func:`plancheck.fix.plan_fix` that this source determines (and the
+        fine-tuning trainer the check assumed: ``target_trainer``, else the source's)."""
         ckpt = self.input.checkpoint
         return {
             "source_key_prefix": self.prefix,
             "fold": self.input.fold,
             "checkpoint": None if ckpt is None else ckpt.path,
             "allow_import": self.allow,
+            "trainer": target_trainer or self.trainer_name,
+            "trainer_by": "--target-trainer" if target_trainer else (self.trainer_by or None),
         }
 
 

@@ -319,7 +319,7 @@ def _fix(prepared: t.Any, result: t.Any, *, fmt: str, out: str | None, plans_nam
     report = result.report
     try:
         planned = plan_fix(prepared.side, result.target, strategy=strategy, plans_name=plans_name, out=out,
-                           **prepared.fix_options())
+                           **prepared.fix_options(target_options.get("target_trainer")))
     except Unfixable as e:
         if fmt == "json":
             click.echo(json.dumps({"before": report.to_dict(), "fix": None, "written": None, "after": None,

@@ -35,12 +35,12 @@ import json
 import math
 import os
 import re
-import shlex
 import typing as t
 from dataclasses import dataclass, replace
 
 from plancheck._nnunet import captured_warnings, quiet
 from plancheck.atomic import atomic_write_text
+from plancheck.commands import device_note, trainer_note
 from plancheck.errors import FixError, InputError, OutputExists, PlancheckError, Unfixable, UsageError
 from plancheck.memory import PlannerReference, estimate_vram, planner_batch_size, planner_reference
 from plancheck.plans import LEGACY_ARCHITECTURE_KEYS, PlansFile, resolve_configuration
@@ -425,16 +425,16 @@ def _commands(
     preprocess: bool,
     fold: str | int | None,
     checkpoint: str | None,
+    trainer: str | None = None,
 ) -> tuple[str, ...]:
-    ds = _dataset_id(dataset_name)
+    from plancheck.commands import preprocess_command, train_command
+
     out = []
     if preprocess:
-        out.append(f"nnUNetv2_preprocess -d {ds} -plans_name {shlex.quote(plans_name)} -c {shlex.quote(configuration)}")
-    out.append(
-        f"nnUNetv2_train {ds} {shlex.quote(configuration)} {DEFAULT_FOLD if fold is None else shlex.quote(str(fold))} "
-        f"-p {shlex.quote(plans_name)} -pretrained_weights "
-        f"{DEFAULT_CHECKPOINT if checkpoint is None else shlex.quote(os.path.abspath(checkpoint))}"
-    )
+        out.append(preprocess_command(dataset_name, plans_name, configuration))
+    out.append(train_command(
+        dataset_name, configuration, fold, plans_name, trainer=trainer, fold_placeholder=DEFAULT_FOLD,
+        pretrained_weights=DEFAULT_CHECKPOINT if checkpoint is None else os.path.abspath(checkpoint)))
     return tuple(out)
 
 
@@ -828,6 +828,8 @@ def plan_fix(
     fold: str | int | None = None,
     checkpoint: str | os.PathLike[str] | None = None,
     allow_import: t.Iterable[str] = (),
+    trainer: str | None = None,
+    trainer_by: str | None = None,
 ) -> FixResult:
     """Work out new target plans that load the source's weights; write nothing.
 
@@ -875,6 +877,7 @@ def plan_fix(
                 preprocess=not _preprocessed_exists(target, ident),
                 fold=fold,
                 checkpoint=None if checkpoint is None else os.fspath(checkpoint),
+                trainer=trainer,
             ),
             compatible=True,
             already_compatible=True,
@@ -955,7 +958,9 @@ def plan_fix(
         preprocess=preprocess,
         fold=fold,
         checkpoint=None if checkpoint is None else os.fspath(checkpoint),
+        trainer=trainer,
     )
+    notes += [trainer_note(trainer, trainer_by), *filter(None, [device_note()])]
     return FixResult(
         strategy=strategy,
         source=source.label,
@@ -987,6 +992,8 @@ def plan_fixes(
     fold: str | int | None = None,
     checkpoint: str | os.PathLike[str] | None = None,
     allow_import: t.Iterable[str] = (),
+    trainer: str | None = None,
+    trainer_by: str | None = None,
 ) -> tuple[FixResult | FixError, ...]:
     """Fix several configurations of ONE target plans file into one new plans file; write nothing.
 
@@ -1016,7 +1023,7 @@ def plan_fixes(
         try:
             result = plan_fix(source, target, strategy=strategy, plans_name=plans_name, out=out,
                               source_key_prefix=source_key_prefix, fold=fold, checkpoint=checkpoint,
-                              allow_import=allow)
+                              allow_import=allow, trainer=trainer, trainer_by=trainer_by)
         except FixError as e:
             outcomes.append(e)
             continue
@@ -1075,6 +1082,7 @@ def plan_fixes(
                 preprocess=any(c.startswith("nnUNetv2_preprocess ") for c in outcome.commands),
                 fold=fold,
                 checkpoint=None if checkpoint is None else os.fspath(checkpoint),
+                trainer=trainer,
             ),
         ))
     return tuple(combined)

@@ -207,7 +207,7 @@ def _fix_target(rows: list[MatrixRow], items: list[tuple[int, t.Any, t.Any]], *,
     from plancheck.fix import FixResult, OutputExists, plan_fixes, write_fix
 
     outcomes = plan_fixes([(prep.side, result.target) for _, prep, result in items], strategy=strategy,
-                          **items[0][1].fix_options())
+                          **items[0][1].fix_options(target_options.get("target_trainer")))
     planned: list[tuple[int, t.Any, t.Any, FixResult]] = []
     for (index, prep, result), outcome in zip(items, outcomes):
         if isinstance(outcome, FixResult):

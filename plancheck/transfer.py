@@ -15,7 +15,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import os
-import shlex
 import typing as t
 
 from plancheck.errors import ExitCode, InputError, OutputExists, PlancheckError, ReadBackError, UsageError
@@ -186,16 +185,12 @@ def _plans_identifier(side: Side) -> str:
 
 
 def train_command(target: Side, out: str | None, trainer: str | None = None) -> str:
-    """``nnUNetv2_train DATASET CONF FOLD -p PLANS -pretrained_weights OUT`` for the target."""
-    from plancheck.datasets import command_id
+    """``nnUNetv2_train DATASET CONF FOLD -p PLANS [-tr TRAINER] -pretrained_weights OUT`` for the target
+    (:mod:`plancheck.commands`: one rule for every printed command)."""
+    from plancheck.commands import train_command as command
 
-    dataset = command_id(target.plans.dataset_name)
-    parts = ["nnUNetv2_train", shlex.quote(dataset), shlex.quote(target.configuration.name), "FOLD",
-             "-p", shlex.quote(_plans_identifier(target))]
-    if trainer and trainer != "nnUNetTrainer":
-        parts += ["-tr", shlex.quote(trainer)]
-    parts += ["-pretrained_weights", shlex.quote(os.path.abspath(out)) if out else "OUT.pth"]
-    return " ".join(parts)
+    return command(target.plans.dataset_name, target.configuration.name, None, _plans_identifier(target),
+                   trainer=trainer, pretrained_weights=os.path.abspath(out) if out else "OUT.pth")
 
 
 def sha256_of(path: str) -> str:
@@ -326,6 +321,10 @@ def transfer(
     if prepared.prefix:
         notes.append(f"source keys carry the prefix '{prepared.prefix}': matched without it")
     trainer = target_options.get("target_trainer") or prepared.trainer_name
+    from plancheck.commands import device_note, trainer_note
+
+    notes += [trainer_note(trainer, "--target-trainer" if target_options.get("target_trainer")
+                           else prepared.trainer_by or None), *filter(None, [device_note()])]
     result = TransferResult(
         source=prepared.summary, target=checked.report.target, plan=plan, out=out_path, written=False,
         dry_run=dry_run, verified=False, seed=seed, channel_map=cmap,

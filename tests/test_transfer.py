@@ -728,3 +728,43 @@ def test_transfer_file_whose_plans_are_gone_without_a_copy(store, tmp_path, run_
     code, _, err = run_cli("check", old, fixture(D906))
     assert code == 3 and len(err.strip().splitlines()) == 1
     assert "gone.json" in err and "--source-plans" in err
+
+
+# --------------------------------------------------------------------------- one rule for the printed commands
+
+
+@pytest.mark.parametrize("trainer", [None, "nnUNetTrainer_1epoch"])
+def test_fix_and_transfer_print_the_trainer_the_check_assumed(store, tmp_path, run_cli, trainer):
+    """--fix printed no -tr, transfer the source's; now both name the trainer the check assumed (issue 17, item 5)."""
+    extra = ("--target-trainer", trainer) if trainer else ()
+    target = tmp_path / "Dataset902_CTAnisotropic"
+    shutil.copytree(fixture(D902).parent, target)
+    code, out, err = run_cli("check", store.paths["906.pth"], target / "nnUNetPlans.json", "--fix", "--dry-run",
+                             "--format", "json", *extra)
+    assert code == 0, err
+    fix = json.loads(out)["fix"]
+    train = [c for c in fix["commands"] if c.startswith("nnUNetv2_train ")]
+    code, out, err = run_cli("transfer", store.paths["906.pth"], target / "nnUNetPlans.json", "--dry-run",
+                             "--format", "json", *extra)
+    assert code == 0, err
+    transferred = json.loads(out)
+    for command in (train[0], transferred["command"]):
+        if trainer:
+            assert f" -tr {trainer} " in command, command
+        else:
+            assert " -tr " not in command, command  # nnUNetTrainer, nnU-Net's default
+    for notes in (fix["notes"], transferred["notes"]):
+        assert any(n.startswith(f"the command trains with {trainer or 'nnUNetTrainer'}") for n in notes), notes
+
+
+def test_commands_say_that_this_machine_needs_device_cpu(store, tmp_path, run_cli):
+    import torch
+
+    if torch.cuda.is_available():  # the note is for machines without CUDA; on a GPU machine there is none
+        code, out, _ = run_cli("transfer", store.paths["906.pth"], fixture(D902), "--dry-run", "--format", "json")
+        assert not any("-device cpu" in n for n in json.loads(out)["notes"])
+        return
+    code, out, _ = run_cli("transfer", store.paths["906.pth"], fixture(D902), "--dry-run", "--format", "json")
+    data = json.loads(out)
+    assert any("add -device cpu" in n for n in data["notes"])
+    assert "-device" not in data["command"]  # a note, not a silent flag
