@@ -17,6 +17,7 @@ import typing as t
 from plancheck.attribution import attribute
 from plancheck.build import network_shapes
 from plancheck.compare import compare, first_failure
+from plancheck.aliases import AliasConflict, alias_conflicts
 from plancheck.errors import UnknownOption, UsageError
 from plancheck.plans import DatasetJson, PlansFile, find_dataset_json, load_dataset_json, load_plans
 from plancheck.report import Cause, ChannelPair, Report, RootCause, SideSummary, Status, summarise
@@ -220,9 +221,16 @@ class PreparedSource:
     prefix: str | None = None  #: DDP/torch.compile key prefix most checkpoint keys carry
     unprefixed: ShapeTable | None = None
     warnings: tuple[str, ...] = ()
+    #: alias keys of one tensor whose values disagree (plancheck.aliases): nnU-Net keeps each group's last
+    alias_conflicts: tuple[AliasConflict, ...] = ()
     notes: tuple[str, ...] = ()
     allow: tuple[str, ...] = ()
     ignore_trainer: bool = False
+
+    @property
+    def alias_kept(self) -> dict[str, str]:
+        """Each key of a disagreeing alias group -> the key whose value nnU-Net loads."""
+        return {key: c.kept for c in self.alias_conflicts for key in c.keys}
 
     def fix_options(self, target_trainer: str | None = None) -> dict[str, Json]:
         """Keyword arguments of :func:`plancheck.fix.plan_fix` that this source determines (and the
@@ -311,13 +319,26 @@ def prepare_source(
     weights = checkpoint_shapes(src_in.checkpoint)
     prefix = key_prefix(weights)
     unprefixed = strip_prefixes(weights) if prefix else weights
-    mismatch = _own_plans_mismatch(src_in, side, ref, unprefixed, network_shapes(side.spec, source=side.label, layout=True))
+    own_network = network_shapes(side.spec, source=side.label, layout=True)
+    mismatch = _own_plans_mismatch(src_in, side, ref, unprefixed, own_network)
     if mismatch is None:
         notes.append(f"the checkpoint's tensors match the network built from {_own_plans(src_in)}")
     notes.extend(_checkpoint_notes(src_in.checkpoint))
-    warnings = (*([mismatch] if mismatch else []), *_loader_warnings(src_in), *src_in.warnings)
+    conflicts = alias_conflicts(src_in.checkpoint, own_network, raw_keys(src_in.checkpoint, prefix))
+    warnings = (*([mismatch] if mismatch else []), *(c.message() for c in conflicts), *_loader_warnings(src_in),
+                *src_in.warnings)
     return PreparedSource(shapes=weights, prefix=prefix, unprefixed=unprefixed, warnings=warnings,
-                          notes=tuple(notes), **common)
+                          notes=tuple(notes), alias_conflicts=conflicts, **common)
+
+
+def raw_keys(ckpt: Checkpoint, prefix: str | None) -> dict[str, str]:
+    """Unprefixed key -> the key as stored in the checkpoint (the first, where prefixes collide)."""
+    if not prefix:
+        return {k: k for k in ckpt.state_dict}
+    out: dict[str, str] = {}
+    for key in ckpt.state_dict:
+        out.setdefault(_strip(key)[0], key)
+    return out
 
 
 def check_target(

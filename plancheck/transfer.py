@@ -459,17 +459,14 @@ def _strategy(value: Strategy | str) -> Strategy:
 
 
 def _raw_keys(prepared: PreparedSource) -> dict[str, str]:
-    """Planned (unprefixed) source key -> the key as stored in the checkpoint."""
-    from plancheck.check import _strip
+    """Planned (unprefixed) source key -> the key as stored in the checkpoint whose value nnU-Net would load
+    (the last of a disagreeing alias group: :mod:`plancheck.aliases`)."""
+    from plancheck.check import raw_keys
 
     ckpt = prepared.input.checkpoint
     assert ckpt is not None
-    if not prepared.prefix:
-        return {k: k for k in ckpt.state_dict}
-    out: dict[str, str] = {}
-    for key in ckpt.state_dict:
-        out.setdefault(_strip(key)[0], key)
-    return out
+    raw = raw_keys(ckpt, prepared.prefix)
+    return {key: raw[prepared.alias_kept.get(key, key)] for key in raw}
 
 
 def _write(path: str | None, payload: dict[str, Json], *, force: bool, check: t.Callable[[str], None]) -> str:

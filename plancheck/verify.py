@@ -316,6 +316,13 @@ def _safe_weights_file(prepared: PreparedSource, folder: str) -> tuple[str, str]
     else:
         state = _read_checkpoint_tensors(ckpt)
         how = f"the checkpoint's tensors ({ckpt.path}), re-saved by plancheck as {{'network_weights': ...}}"
+        if prepared.alias_conflicts:  # each alias holds the value nnU-Net's load_state_dict keeps
+            from plancheck.check import raw_keys
+
+            raw = raw_keys(ckpt, prepared.prefix)
+            for key, kept in prepared.alias_kept.items():
+                state[raw[key]] = state[raw[kept]]
+            how += "; disagreeing alias keys given the value nnU-Net keeps (the later key)"
     path = os.path.join(folder, "source_weights.pth")
     torch.save({"network_weights": state}, path)
     return path, how
