@@ -10,7 +10,7 @@ REAL_PLANS ?= ../shared/real-plans
 PYTEST_ARGS ?=
 TEST_MARKERS ?= not real
 
-.PHONY: install test test-real test-browser test-versions test-primus demo bench bench-gpu fixtures clean
+.PHONY: install lint test test-real test-browser test-versions test-primus demo bench bench-gpu fixtures clean
 
 install: $(STAMP)
 
@@ -20,6 +20,11 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PIP) install -c constraints.txt torch torchvision
 	$(PIP) install -c constraints.txt -e '.[test]'
 	touch $(STAMP)
+
+# ruff (pyproject's rule set) on everything, mypy on the package (pyproject's [tool.mypy])
+lint: $(STAMP)
+	$(VENV)/bin/ruff check plancheck tests tools bench fixtures
+	$(VENV)/bin/mypy
 
 test: $(STAMP)
 	$(PY) -m pytest -n 2 -m "$(TEST_MARKERS)" $(PYTEST_ARGS)

@@ -1,4 +1,5 @@
-"""`make bench-gpu`: the measured CUDA peak of nnU-Net training steps against plancheck's prediction and nnU-Net's estimate.
+"""`make bench-gpu`: the measured CUDA peak of nnU-Net training steps against plancheck's prediction
+and nnU-Net's estimate.
 
 For the bundled 3d_fullres fixtures (Plain, ResEnc M, ResEnc L of Dataset901_CTIsotropic, at their
 planned patch and batch size), ``plancheck.verify(..., device="cuda")`` loads the weights with

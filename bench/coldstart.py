@@ -72,7 +72,8 @@ naive_compare(pathlib.Path(sys.argv[2]), pathlib.Path(sys.argv[3]))
 def _first_call(kind: str, mode: str, source: pathlib.Path, target: pathlib.Path,
                 targets: list[pathlib.Path]) -> float:
     out = subprocess.run(
-        [sys.executable, "-c", _FIRST_CALL, kind, mode, str(source), str(target), json.dumps([str(p) for p in targets])],
+        [sys.executable, "-c", _FIRST_CALL, kind, mode, str(source), str(target),
+         json.dumps([str(p) for p in targets])],
         capture_output=True, text=True, check=True,
     ).stdout
     return float(out.strip().splitlines()[-1])

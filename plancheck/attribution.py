@@ -125,7 +125,8 @@ def interventions(source: Side, target: Side) -> list[Intervention]:
                 causes=causes,
                 repair=_set_kwargs(updates),
                 breaks=_set_kwargs(back),
-                note=f"depth: {skw.get('n_stages')} stages vs {tkw.get('n_stages')}; the per-stage lists change with it",
+                note=f"depth: {skw.get('n_stages')} stages vs {tkw.get('n_stages')}; "
+                "the per-stage lists change with it",
             )
         )
 
@@ -166,7 +167,8 @@ def interventions(source: Side, target: Side) -> list[Intervention]:
                 causes=tuple(cls_causes),
                 repair=lambda spec: replace(repair_kw(spec), class_path=src_class),
                 breaks=lambda spec: replace(break_kw(spec), class_path=tgt_class),
-                note="network class differs" + (" (with its own keyword arguments)" if only_source or only_target else ""),
+                note="network class differs"
+                + (" (with its own keyword arguments)" if only_source or only_target else ""),
             )
         )
 

@@ -313,7 +313,8 @@ def prepare_source(
     common = dict(input=src_in, side=side, summary=summary, trainer_name=name, trainer_by=by, allow=allow,
                   ignore_trainer=ignore_trainer)
     if src_in.checkpoint is None:
-        return PreparedSource(shapes=network_shapes(side.spec, source=side.label, layout=True), warnings=src_in.warnings,
+        return PreparedSource(shapes=network_shapes(side.spec, source=side.label, layout=True),
+                              warnings=src_in.warnings,
                               notes=tuple(notes), **common)
 
     weights = checkpoint_shapes(src_in.checkpoint)

@@ -337,7 +337,8 @@ def _read_plans_json(path: str) -> dict[str, Json] | None:
 
 def _plans_json_of(entry: str, plans_identifier: str | None = None) -> str | None:
     """The plans JSON an entry stands for: itself, a preprocessed folder's ``<plans_identifier>.json``
-    (when one is given), or a model folder's ``plans.json`` (the order :func:`plancheck.sources.resolve_target` uses)."""
+    (when one is given), or a model folder's ``plans.json`` (the order
+    :func:`plancheck.sources.resolve_target` uses)."""
     if os.path.isfile(entry) and entry.endswith(".json"):
         return entry
     if os.path.isdir(entry):

@@ -121,7 +121,8 @@ def _target_options(fn: t.Callable[..., t.Any]) -> t.Callable[..., t.Any]:
     for option in reversed((
         click.option("--target-configuration", default=None, metavar="NAME",
                      help="Target configuration, if not the source's."),
-        click.option("--target-dataset-json", default=None, metavar="FILE", help="Default: dataset.json next to TARGET."),
+        click.option("--target-dataset-json", default=None, metavar="FILE",
+                     help="Default: dataset.json next to TARGET."),
         click.option("--target-plans", "target_plans_identifier", default=None, metavar="PLANS_IDENTIFIER",
                      help="Plans of a target dataset ID or preprocessed folder, if not -p's (e.g. the plans --fix "
                      "wrote)."),
@@ -741,7 +742,8 @@ def verify_command(
         progress=lambda message: click.echo(f"plancheck: {message}", err=True),
         target_configuration=target_configuration, source_dataset_json=source_dataset_json,
         target_dataset_json=target_dataset_json, plans_identifier=plans_identifier, trainer=trainer,
-        target_trainer=target_trainer, target_plans_identifier=target_plans_identifier, fold=fold, source_plans=source_plans, ignore_trainer=ignore_trainer,
+        target_trainer=target_trainer, target_plans_identifier=target_plans_identifier, fold=fold,
+        source_plans=source_plans, ignore_trainer=ignore_trainer,
         allow_import=allow_import,
     )
     _write_html(html, result)

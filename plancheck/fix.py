@@ -134,10 +134,11 @@ def choose_patch_size(
 
     With ``keep_valid`` (the default), a patch that already keeps the hard rules is kept
     as it is: nnU-Net's planner chose it for this dataset (only memory may then force a
-    change, which :func:`plan_fix` decides and reports). Hard rules: every axis is a multiple of ``divisor`` (the product of the strides along
-    it), and the bottleneck (patch / divisor) holds at least two voxels, because nnU-Net's
-    instance normalisation cannot normalise a one-voxel feature map (training stops with
-    "Expected more than 1 spatial element"). Among the valid sizes the one nearest ``old``
+    change, which :func:`plan_fix` decides and reports). Hard rules: every axis is a
+    multiple of ``divisor`` (the product of the strides along it), and the bottleneck
+    (patch / divisor) holds at least two voxels, because nnU-Net's instance normalisation
+    cannot normalise a one-voxel feature map (training stops with "Expected more than 1
+    spatial element"). Among the valid sizes the one nearest ``old``
     is taken (a tie goes to the smaller), within two preferences:
 
     * not past the median image shape, read as nnU-Net's planner reads it: the median

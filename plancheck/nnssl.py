@@ -242,7 +242,8 @@ def source_plans(plan: NnsslPlan, path: str) -> dict[str, Json]:
             "arch_kwargs": json.loads(json.dumps(plan.arch_kwargs, default=str)),
             "_kw_requires_import": list(plan.requires_import),
         }
-    spacing = plan.pretrain_spacing if isinstance(plan.pretrain_spacing, list) else [1.0] * len(plan.pretrain_patch_size)
+    spacing = (plan.pretrain_spacing if isinstance(plan.pretrain_spacing, list)
+               else [1.0] * len(plan.pretrain_patch_size))
     return {
         "dataset_name": f"nnssl:{plan.pretrain_configuration}",
         "plans_name": "nnssl_adaptation_plan",

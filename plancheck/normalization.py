@@ -26,7 +26,7 @@ class _Recorder(dict):
         self.read.add(key)
         return 1.0
 
-    def get(self, key: str, default: object = None) -> float:  # type: ignore[override]
+    def get(self, key: str, default: object = None) -> float:
         self.read.add(key)
         return 1.0
 

@@ -125,7 +125,8 @@ def load_plans(plans: PathLike | dict[str, Json] | PlansFile) -> PlansFile:
 def _validate_plans(data: Json, path: str | None) -> None:
     where = path or "<plans dict>"
     if not isinstance(data, dict):
-        raise PlansError(f"not an nnU-Net plans file: top level is a JSON {_kind(data)}, expected an object", path=where)
+        raise PlansError(f"not an nnU-Net plans file: top level is a JSON {_kind(data)}, expected an object",
+                         path=where)
     configs = data.get("configurations")
     if configs is None:
         raise PlansError("not an nnU-Net plans file: no 'configurations' key", path=where)

@@ -155,7 +155,8 @@ class PlansDiff:
 
     @property
     def has_blocking(self) -> bool:
-        """True when an ``architecture`` difference, or one of the input channels, exists (``plancheck diff`` exits 1)."""
+        """True when an ``architecture`` difference, or one of the input channels, exists
+        (``plancheck diff`` exits 1)."""
         return any(c.blocking for c in self.changes)
 
     @property

@@ -41,7 +41,8 @@ def _fix_text(result: FixResult, verbose: bool) -> str:
     p = result.patch
     if p is not None:
         lines.append(
-            f"Patch size: {list(p.old)} -> {list(p.new)} (divisible by {list(p.divisor)}; bottleneck {list(p.bottleneck)},"
+            f"Patch size: {list(p.old)} -> {list(p.new)} (divisible by {list(p.divisor)}; "
+            f"bottleneck {list(p.bottleneck)},"
             f" planner minimum {p.min_bottleneck_edge})"
         )
         lines += [f"  gave up: {g}" for g in p.given_up]

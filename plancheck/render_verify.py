@@ -1,4 +1,5 @@
-"""Renderers of :class:`plancheck.verify.VerifyResult`: text, JSON and Markdown, registered with :mod:`plancheck.render`."""
+"""Renderers of :class:`plancheck.verify.VerifyResult`: text, JSON and Markdown, registered with
+:mod:`plancheck.render`."""
 
 from __future__ import annotations
 

@@ -78,9 +78,11 @@ def diagnose(error: BaseException) -> str | None:
                   "--index-url https://download.pytorch.org/whl/cpu (or the CUDA builds of both from PyPI: "
                   f"pip install torch=={torch_base} torchvision=={wanted})")
     else:
-        remedy = f"install the torchvision built for this torch: pip install torchvision=={wanted} (same index as torch)"
+        remedy = (f"install the torchvision built for this torch: pip install torchvision=={wanted} "
+                  "(same index as torch)")
     return (
         f"torchvision {vision} ({_describe(vision)}) cannot load beside torch {torch_version} "
-        f"({_describe(torch_version, torch_cuda, is_torch=True)}), and timm, which the transformer architectures (Primus) use, "
+        f"({_describe(torch_version, torch_cuda, is_torch=True)}), and timm, which the transformer architectures "
+        "(Primus) use, "
         f"imports it; {remedy}"
     )

@@ -27,7 +27,8 @@ if t.TYPE_CHECKING:
     from plancheck.report import Report, SideSummary
     from plancheck.spec import Side
 
-__all__ = ["PROVENANCE_KEY", "TransferResult", "ReadBackError", "VerifyError", "layout_of", "plan_for", "source_layout", "transfer"]
+__all__ = ["PROVENANCE_KEY", "ReadBackError", "TransferResult", "VerifyError", "layout_of", "plan_for", "source_layout",
+           "transfer"]
 
 #: Key of the provenance record in the written checkpoint (next to ``network_weights``).
 PROVENANCE_KEY = "plancheck_transfer"

@@ -291,7 +291,8 @@ def test_root_causes_never_count_more_than_exists(target):
     # the counts are of distinct failing target tensors, alias keys once, as the totals
     failing = [r for r in report.tensors if r.status in (Status.MISMATCH, Status.MISSING)]
     for rc in report.root_causes:
-        explained = [r for r in failing if {c.parameter for c in r.causes} >= {c.parameter for c in rc.group or (rc.cause,)}]
+        wanted = {c.parameter for c in rc.group or (rc.cause,)}
+        explained = [r for r in failing if {c.parameter for c in r.causes} >= wanted]
         assert rc.tensors == len(explained) and rc.parameters == sum(r.parameters for r in explained), rc
     text = render(report, "text").split("\n\nWould load")[0]
     assert max(len(line) for line in text.splitlines()) < 400, text

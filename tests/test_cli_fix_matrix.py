@@ -132,7 +132,8 @@ def test_matrix_fix_writes_every_fixable_target(run_cli, tmp_path):
 
 
 def test_matrix_exit_0_when_all_compatible(run_cli):
-    code, _, _ = run_cli("matrix", SOURCE, fixture("Dataset907_CTIsotropicOther"), fixture("Dataset908_CTIsotropicCropped"))
+    code, _, _ = run_cli("matrix", SOURCE, fixture("Dataset907_CTIsotropicOther"),
+                         fixture("Dataset908_CTIsotropicCropped"))
     assert code == 0
 
 

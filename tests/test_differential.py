@@ -163,6 +163,7 @@ def test_fixture_pairs_include_compatible_and_incompatible_cases():
     assert heads and any(r.source_shape != r.target_shape for r in heads)
     same_depth = check(
         pathlib.Path(fixture_plans()[0]).parent.parent / "Dataset901_CTIsotropic" / "nnUNetResEncUNetLPlans.json",
-        pathlib.Path(fixture_plans()[0]).parent.parent / "Dataset908_CTIsotropicCropped" / "nnUNetResEncUNetLPlans.json",
+        pathlib.Path(fixture_plans()[0]).parent.parent / "Dataset908_CTIsotropicCropped"
+        / "nnUNetResEncUNetLPlans.json",
     )
     assert same_depth.compatible  # other patch size at the same depth

@@ -489,7 +489,8 @@ def test_report_header_and_plugin_load_without_torch(pytester: pytest.Pytester) 
 
 def test_xdist_junit_and_json_report(project: pytest.Pytester) -> None:
     project.makepyprojecttoml(
-        DECLARED + f'\n[[tool.plancheck.check]]\nsource = "{P901}"\ntargets = ["{P906}"]\nconfigurations = ["3d_lowres"]\n'
+        DECLARED + f'\n[[tool.plancheck.check]]\nsource = "{P901}"\ntargets = ["{P906}"]\n'
+        'configurations = ["3d_lowres"]\n'
     )
     (project.path / "tests" / "test_fixture.py").write_text(
         f"def test_fixture(plancheck):\n    plancheck.assert_compatible('{P901}', '{P907}')\n"
@@ -582,7 +583,8 @@ def test_display_names(tmp_path: pathlib.Path) -> None:
 def test_five_digit_dataset_id_is_a_dataset_in_the_config_as_on_the_command_line(
     project: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """``12345`` is a dataset ID to nnU-Net (``Dataset12345``), to the CLI and to [tool.plancheck] (issue 17, item 7)."""
+    """``12345`` is a dataset ID to nnU-Net (``Dataset12345``), to the CLI and to [tool.plancheck]
+    (issue 17, item 7)."""
     preprocessed = project.path / "preprocessed"
     shutil.copytree(FIXTURES / "Dataset907_CTIsotropicOther", preprocessed / "Dataset12345_Big")
     monkeypatch.setenv("nnUNet_preprocessed", str(preprocessed))
@@ -596,4 +598,5 @@ def test_five_digit_dataset_id_is_a_dataset_in_the_config_as_on_the_command_line
     )
     result = project.runpytest("-v", "pyproject.toml")
     result.assert_outcomes(passed=1)
-    result.stdout.fnmatch_lines([esc("pyproject.toml::plancheck::Dataset901_CTIsotropic->Dataset12345[3d_fullres] PASSED*")])
+    result.stdout.fnmatch_lines(
+        [esc("pyproject.toml::plancheck::Dataset901_CTIsotropic->Dataset12345[3d_fullres] PASSED*")])

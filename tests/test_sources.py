@@ -662,7 +662,8 @@ def test_folds(nnunet_tree, run_cli):
     code, _, err = run_cli("check", model, fixture(D906), "--fold", "3")
     assert code == 3 and "no fold_3 in the model folder (folds with a checkpoint: 1, all)" in one_line(err)
     code, _, err = run_cli("check", model, fixture(D906), "--fold", "0")
-    assert code == 3 and "fold_0 holds none of checkpoint_final.pth, checkpoint_best.pth, checkpoint_latest.pth" in one_line(err)
+    assert code == 3
+    assert "fold_0 holds none of checkpoint_final.pth, checkpoint_best.pth, checkpoint_latest.pth" in one_line(err)
 
 
 def test_directory_that_is_neither(tmp_path, run_cli):

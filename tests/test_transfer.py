@@ -562,7 +562,7 @@ def test_check_transfer_gives_the_shares_without_writing(store, tmp_path, run_cl
 
 
 def test_failed_read_back_is_exit_5_and_writes_nothing(store, tmp_path, run_cli, monkeypatch):
-    import plancheck.transfer as _  # noqa: F401
+    import plancheck.transfer  # noqa: F401
     import sys
 
     module = sys.modules["plancheck.transfer"]

@@ -106,7 +106,8 @@ def test_json_output(runs):
 
 def test_fake_step_is_nnunets_train_step():
     """The prediction's step does what nnU-Net's train_step does: the same parameters after one step."""
-    from plancheck.training import RunSetup, initialize, make_trainer, scalerless_train_step, synthetic_batch, with_overrides
+    from plancheck.training import (
+        RunSetup, initialize, make_trainer, scalerless_train_step, synthetic_batch, with_overrides)
 
     plans = with_overrides(load(SMALL), "2d", (32, 32), 2)
     setup = RunSetup("nnunetv2.training.nnUNetTrainer.nnUNetTrainer.nnUNetTrainer", json.dumps(plans), "2d",
