@@ -57,7 +57,7 @@ def _nnunet_loads(path) -> torch.Tensor:
     return target.state_dict()[EARLY].detach().clone()
 
 
-@pytest.mark.parametrize("which", [EARLY, LATE])
+@pytest.mark.parametrize("which", [EARLY, LATE], ids=["early-key-edited", "kept-key-edited"])
 def test_nnunet_keeps_the_later_key_and_plancheck_says_so(edited, which):
     path, state = edited[which]
     loaded = _nnunet_loads(path)
@@ -77,7 +77,7 @@ def test_aliases_that_agree_are_silent(edited):
     assert not [w for w in report.warnings if "name one tensor" in w]
 
 
-@pytest.mark.parametrize("which", [EARLY, LATE])
+@pytest.mark.parametrize("which", [EARLY, LATE], ids=["early-key-edited", "kept-key-edited"])
 def test_transfer_writes_the_value_nnunet_would_load(edited, which, tmp_path, run_cli):
     path, state = edited[which]
     out = tmp_path / "t.pth"

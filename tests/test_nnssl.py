@@ -441,7 +441,10 @@ def test_transfer_report_gives_masters_verdict(tmp_path, run_cli):
     d = json.loads(out)
     refusal, = [n for n in d["notes"] if "PretrainedTrainer would refuse" in n]
     assert failure in refusal and "plancheck writes" in refusal
-    assert d["transfer"]["notes"] == d["notes"]
+    plan_notes = d["transfer"]["notes"]  # the plan's notes, then the printed command's (plancheck.commands)
+    assert d["notes"][:len(plan_notes)] == plan_notes
+    extra = d["notes"][len(plan_notes):]
+    assert all(n.startswith(("the command trains with", "this machine has no CUDA")) for n in extra)
     assert any("repeated over 2 input channels and divided by 2" in n for n in d["notes"])
     code, out, _ = run_cli("transfer", ckpt, target, "--strategy", "encoder", "--dry-run")
     assert code == 0 and "PretrainedTrainer would refuse this pair" in out

@@ -78,6 +78,14 @@ def project(pytester: pytest.Pytester) -> pytest.Pytester:
     return pytester
 
 
+def _preprocessed(project: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, folders: dict[str, str]) -> None:
+    """$nnUNet_preprocessed under the project, holding fixture datasets (folder name -> fixture)."""
+    preprocessed = project.path / "preprocessed"
+    for name, fixture_name in folders.items():
+        shutil.copytree(FIXTURES / fixture_name, preprocessed / name)
+    monkeypatch.setenv("nnUNet_preprocessed", str(preprocessed))
+
+
 def esc(text: str) -> str:
     """``text`` as a literal fnmatch pattern (ids hold ``[configuration]``)."""
     return text.replace("[", "[[]")
@@ -337,10 +345,8 @@ def test_dataset_id_target_is_passed_to_the_check(project: pytest.Pytester) -> N
 def test_dataset_id_and_folder_targets_without_the_configuration_are_not_collected(
     project: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    preprocessed = project.path / "preprocessed"
-    shutil.copytree(FIXTURES / "Dataset906_SmallImages", preprocessed / "Dataset906_SmallImages")
-    shutil.copytree(FIXTURES / "Dataset907_CTIsotropicOther", preprocessed / "Dataset907_CTIsotropicOther")
-    monkeypatch.setenv("nnUNet_preprocessed", str(preprocessed))
+    _preprocessed(project, monkeypatch, {"Dataset906_SmallImages": "Dataset906_SmallImages",
+                                         "Dataset907_CTIsotropicOther": "Dataset907_CTIsotropicOther"})
     project.makepyprojecttoml(
         f"""
         [[tool.plancheck.check]]
@@ -585,9 +591,7 @@ def test_five_digit_dataset_id_is_a_dataset_in_the_config_as_on_the_command_line
 ) -> None:
     """``12345`` is a dataset ID to nnU-Net (``Dataset12345``), to the CLI and to [tool.plancheck]
     (issue 17, item 7)."""
-    preprocessed = project.path / "preprocessed"
-    shutil.copytree(FIXTURES / "Dataset907_CTIsotropicOther", preprocessed / "Dataset12345_Big")
-    monkeypatch.setenv("nnUNet_preprocessed", str(preprocessed))
+    _preprocessed(project, monkeypatch, {"Dataset12345_Big": "Dataset907_CTIsotropicOther"})
     project.makepyprojecttoml(
         f"""
         [[tool.plancheck.check]]
