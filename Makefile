@@ -8,9 +8,9 @@ PIP    := $(PY) -m pip --disable-pip-version-check -q
 STAMP  := $(VENV)/.installed
 REAL_PLANS ?= ../shared/real-plans
 PYTEST_ARGS ?=
-TEST_MARKERS ?= not real
+TEST_MARKERS ?= not real and not e2e
 
-.PHONY: install lint test test-real test-browser test-versions test-primus demo bench bench-gpu fixtures clean
+.PHONY: install lint test test-e2e test-real test-browser test-versions test-primus demo bench bench-gpu fixtures clean
 
 install: $(STAMP)
 
@@ -41,6 +41,10 @@ test-versions:
 # The Primus tests alone (timm -> torchvision.ops): .venv's torch and torchvision load together.
 test-primus: $(STAMP)
 	$(PY) -m pytest -n 2 -m primus $(PYTEST_ARGS)
+
+# The real workflow: nnU-Net's planner on synthetic raw data, nnUNetv2_train on the CPU, the printed commands.
+test-e2e: $(STAMP)
+	$(PY) -m pytest -n 0 -m e2e -s $(PYTEST_ARGS)
 
 test-real: $(STAMP)
 	PLANCHECK_REAL_PLANS=$(REAL_PLANS) $(PY) -m pytest -n 2 -m real $(PYTEST_ARGS)

@@ -1,0 +1,153 @@
+"""The real workflow, through nnU-Net's own programs (issue 17): raw data -> planner -> a short
+pretraining -> ``plancheck check --fix`` and ``plancheck transfer`` -> the commands they print,
+run as printed (with ``-device cpu``, which plancheck's note says this machine needs).
+
+Two tiny synthetic datasets with different spacings, so nnU-Net plans different networks.
+The epoch is short: a trainer of five iterations, found by nnU-Net 2.8.1 itself through
+``nnUNet_extTrainer`` (stock ``nnUNetTrainer_1epoch`` runs 250 iterations, four minutes a run on
+two cores), and named to plancheck with ``--allow-import``, as a user with their own trainer does.
+Run by ``make test-e2e`` (and ``.ci/run``).
+"""
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+pytestmark = pytest.mark.e2e
+
+BIN = os.path.dirname(sys.executable)
+TRAINER = "nnUNetTrainer_e2eShort"
+TRAINER_SOURCE = f"""
+import torch
+from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
+
+
+class {TRAINER}(nnUNetTrainer):
+    \"\"\"One epoch of five training and two validation iterations.\"\"\"
+
+    def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
+                 device: torch.device = torch.device("cuda")):
+        super().__init__(plans, configuration, fold, dataset_json, device)
+        self.num_epochs = 1
+        self.num_iterations_per_epoch = 5
+        self.num_val_iterations_per_epoch = 2
+"""
+TIMES: dict[str, float] = {}
+
+
+def _write_dataset(raw, number: int, name: str, spacing: tuple[float, float, float], shape: tuple[int, int, int]):
+    import SimpleITK as sitk
+
+    folder = raw / f"Dataset{number:03d}_{name}"
+    (folder / "imagesTr").mkdir(parents=True)
+    (folder / "labelsTr").mkdir()
+    rng = np.random.default_rng(number)
+    cases = 6  # nnU-Net splits into 5 folds
+    for i in range(cases):
+        label = np.zeros(shape, dtype=np.uint8)
+        z, y, x = (s // 2 + int(rng.integers(-2, 3)) for s in shape)
+        label[max(z - 3, 0):z + 3, y - 5:y + 5, x - 5:x + 5] = 1
+        image = rng.normal(0, 1, shape).astype(np.float32) + 3 * label
+        for array, path in ((image, folder / "imagesTr" / f"case{i}_0000.nii.gz"),
+                            (label, folder / "labelsTr" / f"case{i}.nii.gz")):
+            img = sitk.GetImageFromArray(array)
+            img.SetSpacing(tuple(reversed(spacing)))
+            sitk.WriteImage(img, str(path))
+    (folder / "dataset.json").write_text(json.dumps({
+        "channel_names": {"0": "CT"}, "labels": {"background": 0, "lesion": 1},
+        "numTraining": cases, "file_ending": ".nii.gz"}))
+
+
+def _run(env, *args, timeout=900, step=None):
+    program = args[0] if os.path.isabs(args[0]) else os.path.join(BIN, args[0])
+    start = time.time()
+    proc = subprocess.run([program, *args[1:]], env=env, capture_output=True, text=True, timeout=timeout)
+    if step:
+        TIMES[step] = time.time() - start
+        print(f"e2e: {step}: {TIMES[step]:.0f} s", flush=True)
+    return proc
+
+
+def _ok(proc):
+    assert proc.returncode == 0, (proc.args, proc.stdout[-3000:], proc.stderr[-3000:])
+    return proc
+
+
+def _as_printed(command: str) -> list[str]:
+    """A printed nnUNetv2_train command, run as printed plus ``-device cpu`` (plancheck's note on this machine)."""
+    args = shlex.split(command)
+    return [*args, "-device", "cpu"]
+
+
+@pytest.fixture(scope="module")
+def workflow(tmp_path_factory):
+    root = tmp_path_factory.mktemp("e2e")
+    env = {**os.environ, "nnUNet_raw": str(root / "raw"), "nnUNet_preprocessed": str(root / "preprocessed"),
+           "nnUNet_results": str(root / "results"), "nnUNet_n_proc_DA": "1", "OMP_NUM_THREADS": "2"}
+    for var in ("raw", "preprocessed", "results", "trainers"):
+        (root / var).mkdir()
+    (root / "trainers" / "e2e_trainers.py").write_text(TRAINER_SOURCE)
+    env["nnUNet_extTrainer"] = str(root / "trainers")  # nnU-Net's own lookup
+    env["PYTHONPATH"] = str(root / "trainers")  # importable for plancheck's --allow-import
+    allow = ("--allow-import", "e2e_trainers")
+    start = time.time()
+    _write_dataset(root / "raw", 801, "Iso", (1.0, 1.0, 1.0), (24, 24, 24))
+    _write_dataset(root / "raw", 802, "Aniso", (4.0, 1.0, 1.0), (8, 32, 32))
+    _ok(_run(env, "nnUNetv2_plan_and_preprocess", "-d", "801", "802", "-c", "3d_fullres", "-np", "1",
+             step="plan_and_preprocess"))
+    _ok(_run(env, "nnUNetv2_train", "801", "3d_fullres", "0", "-tr", TRAINER, "-device", "cpu",
+             step="pretrain 801"))
+    ckpt = (root / "results" / "Dataset801_Iso" / f"{TRAINER}__nnUNetPlans__3d_fullres" / "fold_0"
+            / "checkpoint_final.pth")
+    assert ckpt.is_file()
+    out = {"root": root, "env": env, "ckpt": ckpt}
+    out["check"] = _run(env, "plancheck", "check", str(ckpt), "802", *allow, "--format", "json", step="check")
+    fix = _ok(_run(env, "plancheck", "check", str(ckpt), "802", *allow, "--fix", "--format", "json",
+                   step="check --fix"))
+    out["fix"] = json.loads(fix.stdout)
+    for command in out["fix"]["fix"]["commands"]:
+        args = shlex.split(command) if command.startswith("nnUNetv2_preprocess") else _as_printed(command)
+        out.setdefault("fix_runs", []).append(_ok(_run(env, *args, step=f"fix: {args[0]}")))
+    transfer = _ok(_run(env, "plancheck", "transfer", str(ckpt), "802", "-o", str(root / "t.pth"), *allow,
+                        "--format", "json", step="transfer"))
+    out["transfer"] = json.loads(transfer.stdout)
+    # transfer prints FOLD where the fold is the user's choice: fold 0 here
+    args = ["0" if a == "FOLD" else a for a in _as_printed(out["transfer"]["command"])]
+    out["transfer_run"] = _ok(_run(env, *args, step="transfer: nnUNetv2_train"))
+    out["again"] = _run(env, "plancheck", "check", str(root / "t.pth"), "802", *allow, step="check OUT.pth")
+    TIMES["total"] = time.time() - start
+    print(f"e2e: total {TIMES['total']:.0f} s", flush=True)
+    return out
+
+
+def test_nnunet_and_plancheck_refuse_the_raw_pair(workflow):
+    assert workflow["check"].returncode == 1, workflow["check"].stderr
+    assert json.loads(workflow["check"].stdout)["nnunet_first_failure"] is not None
+
+
+def test_fixed_plans_train_with_the_pretrained_weights(workflow):
+    fix = workflow["fix"]
+    assert fix["after"]["compatible"] is True
+    train = workflow["fix_runs"][-1]
+    assert "Loading pretrained weights from file" in train.stdout
+    plans_name = fix["fix"]["plans_name"]
+    assert (workflow["root"] / "results" / "Dataset802_Aniso" / f"{TRAINER}__{plans_name}__3d_fullres"
+            / "fold_0" / "checkpoint_final.pth").is_file()
+
+
+def test_transferred_weights_train_in_the_targets_own_plans(workflow):
+    assert f"-tr {TRAINER}" in workflow["transfer"]["command"]
+    assert "Loading pretrained weights from file" in workflow["transfer_run"].stdout
+    assert (workflow["root"] / "results" / "Dataset802_Aniso" / f"{TRAINER}__nnUNetPlans__3d_fullres"
+            / "fold_0" / "checkpoint_final.pth").is_file()
+
+
+def test_the_transfer_file_is_a_source(workflow):
+    assert workflow["again"].returncode == 0, workflow["again"].stderr
