@@ -60,7 +60,8 @@ def naive_compare(source: pathlib.Path, target: pathlib.Path, configuration: str
 
 
 def plancheck_check(source, target, **kwargs):
-    from plancheck import build, check
+    from plancheck import check
+    from plancheck.network import build
 
     build._CACHE.clear()
     return check(source, target, **kwargs)
@@ -121,7 +122,7 @@ def _nnunet_style_checkpoint(plans_path: pathlib.Path, configuration: str = "3d_
     import torch
 
     from plancheck.check import load_side
-    from plancheck.build import build_meta_network
+    from plancheck.network.build import build_meta_network
 
     side = load_side("source", plans_path, configuration)
     network = build_meta_network(side.spec).to_empty(device="cpu")  # real storage, shared aliases kept
@@ -152,7 +153,7 @@ def checkpoint_shape_table(args, naive: float) -> list[tuple[str, ...]]:
     import torch
 
     from plancheck.check import checkpoint_shapes
-    from plancheck.checkpoint import read_checkpoint
+    from plancheck.inputs.checkpoint import read_checkpoint
 
     with tempfile.TemporaryDirectory(prefix="plancheck-bench-") as folder:
         path = pathlib.Path(folder) / "checkpoint_final.pth"
@@ -194,7 +195,7 @@ EXTRA_BENCHES.append(checkpoint_shape_table)
 
 def matrix_rows(args, naive: float) -> list[tuple[str, ...]]:
     """One ResEnc-L source against 6, 12 and 24 targets: the time per row must stay flat."""
-    from plancheck import build
+    from plancheck.network import build
     from plancheck.matrix import matrix
 
     targets = [p for p in sorted(FIX.glob("*/*.json")) if p.name not in ("dataset.json", "dataset_fingerprint.json")
@@ -245,9 +246,9 @@ def transfer_rows(args, naive: float) -> list[tuple[str, ...]]:
 
     import torch
 
-    from plancheck import build
-    from plancheck.checkpoint import read_checkpoint
-    from plancheck.checkpoint.data import read_tensors, tensor_nbytes
+    from plancheck.network import build
+    from plancheck.inputs.checkpoint import read_checkpoint
+    from plancheck.inputs.checkpoint.data import read_tensors, tensor_nbytes
     from plancheck.transfer import transfer
 
     rows = []

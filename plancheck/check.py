@@ -3,7 +3,7 @@
 ``check(source, target)`` answers whether nnU-Net's ``load_pretrained_weights`` would
 load the source's weights into the network the target plans describe. The source is
 plans (a network is built from them) or actual weights: a checkpoint, a trained-model
-folder, a bare state_dict or a safetensors file (:mod:`plancheck.sources`), whose tensors
+folder, a bare state_dict or a safetensors file (:mod:`plancheck.inputs.sources`), whose tensors
 are compared as they are. Imports no torch until a network is built.
 """
 
@@ -14,20 +14,20 @@ import dataclasses
 import os
 import typing as t
 
-from plancheck.attribution import attribute
-from plancheck.build import network_shapes
-from plancheck.compare import compare, first_failure
-from plancheck.aliases import AliasConflict, alias_conflicts
+from plancheck.compare.attribution import attribute
+from plancheck.network.build import network_shapes
+from plancheck.compare.loading import compare, first_failure
+from plancheck.compare.aliases import AliasConflict, alias_conflicts
 from plancheck.errors import UnknownOption, UsageError
-from plancheck.plans import DatasetJson, PlansFile, find_dataset_json, load_dataset_json, load_plans
-from plancheck.report import Cause, ChannelPair, Report, RootCause, SideSummary, Status, summarise
-from plancheck.shapes import ShapeTable, is_head
-from plancheck.sources import DEFAULT_PLANS_IDENTIFIER, SourceInput, resolve_source, resolve_target
-from plancheck.spec import Side, prepare_side
+from plancheck.inputs.plans import DatasetJson, PlansFile, find_dataset_json, load_dataset_json, load_plans
+from plancheck.records.report import Cause, ChannelPair, Report, RootCause, SideSummary, Status, summarise
+from plancheck.network.shapes import ShapeTable, is_head
+from plancheck.inputs.sources import DEFAULT_PLANS_IDENTIFIER, SourceInput, resolve_source, resolve_target
+from plancheck.network.spec import Side, prepare_side
 
 if t.TYPE_CHECKING:
-    from plancheck.checkpoint import Checkpoint
-    from plancheck.trainers import TrainerRef
+    from plancheck.inputs.checkpoint import Checkpoint
+    from plancheck.network.trainers import TrainerRef
 
 __all__ = [
     "DEFAULT_CONFIGURATION",
@@ -121,7 +121,7 @@ def report_for(
 
 def preprocessing_warnings(source: Side, target: Side) -> list[str]:
     """What differs in preprocessing: the weights load, but the inputs look different."""
-    from plancheck.plansdiff import diff, preprocessing_warnings as warnings_of
+    from plancheck.compare.plansdiff import diff, preprocessing_warnings as warnings_of
 
     result = diff(
         source.plans,
@@ -221,7 +221,7 @@ class PreparedSource:
     prefix: str | None = None  #: DDP/torch.compile key prefix most checkpoint keys carry
     unprefixed: ShapeTable | None = None
     warnings: tuple[str, ...] = ()
-    #: alias keys of one tensor whose values disagree (plancheck.aliases): nnU-Net keeps each group's last
+    #: alias keys of one tensor whose values disagree (plancheck.compare.aliases): nnU-Net keeps each group's last
     alias_conflicts: tuple[AliasConflict, ...] = ()
     notes: tuple[str, ...] = ()
     allow: tuple[str, ...] = ()
@@ -233,7 +233,7 @@ class PreparedSource:
         return {key: c.kept for c in self.alias_conflicts for key in c.keys}
 
     def fix_options(self, target_trainer: str | None = None) -> dict[str, Json]:
-        """Keyword arguments of :func:`plancheck.fix.plan_fix` that this source determines (and the
+        """Keyword arguments of :func:`plancheck.remedies.fix.plan_fix` that this source determines (and the
         fine-tuning trainer the check assumed: ``target_trainer``, else the source's)."""
         ckpt = self.input.checkpoint
         return {
@@ -385,7 +385,7 @@ def check_target(
     ckpt = prepared.input.checkpoint
     if ckpt is not None and (ckpt.format == "safetensors" or ckpt.container_key != "network_weights"):
         report = _with_container_failure(report, ckpt)
-    from plancheck.layout import check_layout
+    from plancheck.network.layout import check_layout
 
     report = dataclasses.replace(report, layout=check_layout(src, tgt))
     if prepared.input.nnssl is not None:
@@ -395,8 +395,8 @@ def check_target(
 
 def _with_pretrained_trainer(report: Report, prepared: PreparedSource, tgt: Side, target_shapes: ShapeTable) -> Report:
     """nnssl sources: add what nnU-Net master's PretrainedTrainer would load (encoder and stem only)."""
-    from plancheck.build import build_meta_network
-    from plancheck.nnssl import pretrained_trainer_verdict
+    from plancheck.network.build import build_meta_network
+    from plancheck.inputs.nnssl import pretrained_trainer_verdict
 
     plan = prepared.input.nnssl
     assert plan is not None
@@ -421,7 +421,7 @@ def _with_container_failure(report: Report, ckpt: Checkpoint) -> Report:
     The verdict follows nnU-Net (incompatible as the file stands); the tensor table still
     shows what would load once the file is re-saved, so the user sees both.
     """
-    from plancheck.report import FirstFailure
+    from plancheck.records.report import FirstFailure
 
     if ckpt.format == "safetensors":
         found = "a safetensors file, which torch.load cannot read"
@@ -527,7 +527,7 @@ class _Trainers:
         self._cache: dict[str, TrainerRef | None] = {}
 
     def get(self, name: str | None, requested_by: str) -> TrainerRef | None:
-        from plancheck.trainers import TrainerError, resolve_trainer
+        from plancheck.network.trainers import TrainerError, resolve_trainer
 
         if not name:
             return None
@@ -610,7 +610,7 @@ def _own_plans_mismatch(
     total = len(only_weights) + len(only_network) + len(shapes)
     if not total:
         return None
-    from plancheck.render import format_shape
+    from plancheck.render.report import format_shape
 
     if shapes:
         k = shapes[0]

@@ -2,9 +2,9 @@
 
 Every error a user can cause is a :class:`PlancheckError`. Each subclass carries the
 exit code the command line uses for it; the message is one line that names the file
-(or option) and what is wrong with it. Only :mod:`plancheck.cli` turns these into exit
+(or option) and what is wrong with it. Only :mod:`plancheck.cli.app` turns these into exit
 codes; the core raises them and never prints. The modules that raise them re-export
-them under their old names (``plancheck.fix.Unfixable`` is :class:`Unfixable`).
+them under their old names (``plancheck.remedies.fix.Unfixable`` is :class:`Unfixable`).
 """
 
 from __future__ import annotations
@@ -131,5 +131,5 @@ class ConfigError(UsageError):
 
 
 class PathSyntaxError(ValueError):
-    """A string that is not a field path as :func:`plancheck.paths.format_path` writes them (a ``ValueError``
+    """A string that is not a field path as :func:`plancheck.inputs.paths.format_path` writes them (a ``ValueError``
     for Python callers; never reaches the command line)."""

@@ -12,7 +12,7 @@ import typing as t
 from dataclasses import dataclass, field
 
 from plancheck.errors import ConfigurationNotFound, ExitCode, PlancheckError, UsageError
-from plancheck.render import OutputFormat, percent, register
+from plancheck.render.report import OutputFormat, percent, register
 
 __all__ = ["Matrix", "MatrixRow", "matrix"]
 
@@ -98,7 +98,7 @@ class Matrix:
         }
 
     def __str__(self) -> str:
-        from plancheck.render import render
+        from plancheck.render.report import render
 
         return render(self, "text")
 
@@ -133,7 +133,7 @@ def matrix(
     """Check ``source`` against every target in every configuration (default: the source's).
 
     The incompatible configurations of one target are fixed together, into one plans file
-    (:func:`plancheck.fix.plan_fixes`); with ``fix=True`` that file is written once and
+    (:func:`plancheck.remedies.fix.plan_fixes`); with ``fix=True`` that file is written once and
     each configuration checked again in the written file. ``target_configuration`` checks
     the one configuration in ``configurations`` against this configuration of every target.
     """
@@ -204,7 +204,7 @@ def _fix_target(rows: list[MatrixRow], items: list[tuple[int, t.Any, t.Any]], *,
     from dataclasses import replace
 
     from plancheck.check import check_target
-    from plancheck.fix import FixResult, OutputExists, plan_fixes, write_fix
+    from plancheck.remedies.fix import FixResult, OutputExists, plan_fixes, write_fix
 
     outcomes = plan_fixes([(prep.side, result.target) for _, prep, result in items], strategy=strategy,
                           **items[0][1].fix_options(target_options.get("target_trainer")))
@@ -258,7 +258,7 @@ def _fix_target(rows: list[MatrixRow], items: list[tuple[int, t.Any, t.Any]], *,
 
 
 def _pct(share: float | None) -> str:
-    """Rounded down as everywhere (:func:`plancheck.render.percent`): never 100.0% for less than all."""
+    """Rounded down as everywhere (:func:`plancheck.render.report.percent`): never 100.0% for less than all."""
     return "—" if share is None else percent(share)
 
 

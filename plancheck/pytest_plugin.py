@@ -8,9 +8,9 @@ skips the declared checks.
 
 * ``plancheck.assert_compatible(source, target, configuration="3d_fullres", **options)``
   fails the test with the rendered report (``pytest.fail(..., pytrace=False)``) and
-  returns the :class:`~plancheck.report.Report` when the pair is compatible.
+  returns the :class:`~plancheck.records.report.Report` when the pair is compatible.
 * A ``[tool.plancheck]`` table in ``pyproject.toml``, or a ``plancheck.toml``, declares
-  checks (:mod:`plancheck.checks_config`); each source, target and configuration becomes
+  checks (:mod:`plancheck.inputs.declared`); each source, target and configuration becomes
   an item ``<file>::plancheck::<source>-><target>[<configuration>]``.
 * ``--plancheck-report FILE`` (``.json``, ``.md`` or ``.html``) summarises every check of the
   session, the fixture's included; under pytest-xdist the results travel from the
@@ -28,11 +28,11 @@ from pathlib import Path
 
 import pytest
 
-from plancheck import checks_config
+from plancheck.inputs import declared
 from plancheck.errors import PlancheckError
 
 if t.TYPE_CHECKING:
-    from plancheck.report import Report
+    from plancheck.records.report import Report
 
 __all__ = ["PlancheckFile", "PlancheckFixture", "PlancheckItem", "plancheck"]
 
@@ -147,8 +147,8 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[_STATE] = state
     if state.enabled:
         root = config.rootpath
-        state.files = [p for p in (root / "pyproject.toml", root / checks_config.CONFIG_FILE)
-                       if checks_config.declares_checks(p)]
+        state.files = [p for p in (root / "pyproject.toml", root / declared.CONFIG_FILE)
+                       if declared.declares_checks(p)]
         _add_declaring_files(config, state)
     config.pluginmanager.register(_SessionHooks(state), "plancheck-session")
     if config.pluginmanager.hasplugin("xdist"):
@@ -212,7 +212,7 @@ def _label(value: t.Any) -> str:
 def _case_name(source: t.Any, target: t.Any, configuration: str, target_configuration: str | None) -> str:
     def name(value: t.Any) -> str:
         if isinstance(value, (str, os.PathLike)) or (isinstance(value, int) and not isinstance(value, bool)):
-            return checks_config.display_name(_label(value))
+            return declared.display_name(_label(value))
         if isinstance(value, dict) and isinstance(value.get("dataset_name"), str):
             return value["dataset_name"]
         return _label(value)
@@ -227,9 +227,9 @@ def _run_check(
 ) -> Report:
     """Run one check and record it for ``--plancheck-report``; errors propagate."""
     from plancheck.check import check
-    from plancheck.render import render
+    from plancheck.render.report import render
 
-    kwargs = {k: v for k, v in options.items() if k not in checks_config.RENDER_OPTIONS}
+    kwargs = {k: v for k, v in options.items() if k not in declared.RENDER_OPTIONS}
     record: dict[str, t.Any] = {
         "id": case_id,
         "nodeid": node.nodeid,
@@ -261,7 +261,7 @@ def _run_check(
     state = _state(node.config)
     path = None if state is None else state.report_path
     if path is not None and REPORT_FORMATS[path.suffix.lower()] == "html":
-        from plancheck.render_html import check_section, section_prefix
+        from plancheck.render.html import check_section, section_prefix
 
         record["html"] = check_section(report, prefix=section_prefix(case_id, node.nodeid), heading="h3")
     return report
@@ -269,7 +269,7 @@ def _run_check(
 
 def _failure_text(config: pytest.Config, report: Report, options: t.Mapping[str, t.Any], case_id: str) -> str:
     """The report shown for an incompatible pair, in ``--plancheck-format`` (or the ``format`` option)."""
-    from plancheck.render import render
+    from plancheck.render.report import render
 
     state = _state(config)
     fmt = options.get("format") or (state.fmt if state is not None else "text")
@@ -361,7 +361,7 @@ def _validate_fixture_options(options: t.Mapping[str, t.Any]) -> None:
     from plancheck.check import check_options
     from plancheck.errors import UsageError
 
-    valid = (check_options() - {"configuration"}) | checks_config.RENDER_OPTIONS
+    valid = (check_options() - {"configuration"}) | declared.RENDER_OPTIONS
     unknown = sorted(set(options) - valid)
     if unknown:
         names = ", ".join(sorted(valid))
@@ -382,8 +382,8 @@ def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Col
     state = _state(parent.config)
     if state is None or not state.enabled:
         return None
-    if file_path.name == checks_config.CONFIG_FILE or (
-        file_path.name == "pyproject.toml" and checks_config.declares_checks(file_path)
+    if file_path.name == declared.CONFIG_FILE or (
+        file_path.name == "pyproject.toml" and declared.declares_checks(file_path)
     ):
         return PlancheckFile.from_parent(parent, path=file_path)
     return None
@@ -394,18 +394,18 @@ class PlancheckFile(pytest.File):
 
     def collect(self) -> t.Iterator[pytest.Collector]:
         try:
-            specs = checks_config.load_checks(self.path)
-            if any(key not in checks_config.RENDER_OPTIONS for spec in specs for key in spec.options):
+            specs = declared.load_checks(self.path)
+            if any(key not in declared.RENDER_OPTIONS for spec in specs for key in spec.options):
                 import inspect
 
                 from plancheck.check import check
 
                 parameters = {name: p for name, p in inspect.signature(check).parameters.items()
                               if p.kind is not inspect.Parameter.VAR_KEYWORD}
-                checks_config.validate_options(specs, parameters)
-        except checks_config.ConfigError as e:
+                declared.validate_options(specs, parameters)
+        except declared.ConfigError as e:
             raise self.CollectError(f"plancheck: {e}") from e
-        cases, skipped = checks_config.plan_cases(specs)
+        cases, skipped = declared.plan_cases(specs)
         state = _state(self.config)
         if state is not None:
             for entry in skipped:
@@ -416,7 +416,7 @@ class PlancheckFile(pytest.File):
 class PlancheckGroup(pytest.Collector):
     """The ``plancheck`` node under a declaring file, so that ids read ``<file>::plancheck::<check>``."""
 
-    def __init__(self, *, cases: t.Sequence[checks_config.CheckCase], **kwargs: t.Any) -> None:
+    def __init__(self, *, cases: t.Sequence[declared.CheckCase], **kwargs: t.Any) -> None:
         super().__init__(**kwargs)
         self._cases = tuple(cases)
 
@@ -427,7 +427,7 @@ class PlancheckGroup(pytest.Collector):
 class PlancheckItem(pytest.Item):
     """One declared check: a source, a target and a configuration."""
 
-    def __init__(self, *, case: checks_config.CheckCase, **kwargs: t.Any) -> None:
+    def __init__(self, *, case: declared.CheckCase, **kwargs: t.Any) -> None:
         super().__init__(**kwargs)
         self.case = case
         self.add_marker("plancheck")
@@ -553,7 +553,7 @@ def write_report(path: Path, results: t.Sequence[dict[str, t.Any]],
     path.parent.mkdir(parents=True, exist_ok=True)
     results = sorted(results, key=lambda r: (r["id"], r["nodeid"]))  # xdist: arrival order varies
     if fmt == "html":
-        from plancheck.render_html import pytest_page
+        from plancheck.render.html import pytest_page
 
         text = pytest_page(results, not_collected)
     elif fmt == "json":

@@ -3,9 +3,9 @@
 The pipeline: resolve the source (weights) and the target as ``check`` does; build the
 target network on the CPU with nnU-Net's own initialisation (seeded) and the source network
 on the meta device (for its declarations); plan which tensor goes where
-(:mod:`plancheck.transfer_plan`, pure); read only the carried tensors
-(:mod:`plancheck.checkpoint.data`, no code from the file); apply the rules
-(:mod:`plancheck.adapt`); write ``{"network_weights": ..., "plancheck_transfer": ...}``
+(:mod:`plancheck.remedies.transfer_plan`, pure); read only the carried tensors
+(:mod:`plancheck.inputs.checkpoint.data`, no code from the file); apply the rules
+(:mod:`plancheck.remedies.adapt`); write ``{"network_weights": ..., "plancheck_transfer": ...}``
 atomically, after reading it back with the safe reader and checking it against the target:
 a file that fails that check never takes its name and is removed (:class:`~plancheck.errors.ReadBackError`, exit 5).
 """
@@ -18,14 +18,21 @@ import os
 import typing as t
 
 from plancheck.errors import ExitCode, InputError, OutputExists, PlancheckError, ReadBackError, UsageError
-from plancheck.transfer_plan import ChannelMap, Layout, Strategy, TransferPlan, parse_channel_map, plan_transfer
+from plancheck.remedies.transfer_plan import (
+    ChannelMap,
+    Layout,
+    Strategy,
+    TransferPlan,
+    parse_channel_map,
+    plan_transfer,
+)
 
 if t.TYPE_CHECKING:
     import torch
 
     from plancheck.check import PreparedSource
-    from plancheck.report import Report, SideSummary
-    from plancheck.spec import Side
+    from plancheck.records.report import Report, SideSummary
+    from plancheck.network.spec import Side
 
 __all__ = ["PROVENANCE_KEY", "ReadBackError", "TransferResult", "VerifyError", "layout_of", "plan_for", "source_layout",
            "transfer"]
@@ -87,8 +94,8 @@ class TransferResult:
         }
 
     def __str__(self) -> str:
-        import plancheck.render_transfer  # noqa: F401  (registers the renderers)
-        from plancheck.render import render
+        import plancheck.render.transfer  # noqa: F401  (registers the renderers)
+        from plancheck.render.report import render
 
         return render(self, "text")
 
@@ -147,7 +154,7 @@ def source_layout(prepared: PreparedSource) -> Layout:
     and stem itself (an nnssl checkpoint's adaptation plan) returns a :class:`Layout` with
     those declarations and its ``network_weights`` table instead.
     """
-    from plancheck.build import build_meta_network
+    from plancheck.network.build import build_meta_network
 
     source_network = build_meta_network(prepared.side.spec, source=prepared.side.label)
     return layout_of(source_network, _source_table(prepared))
@@ -158,10 +165,10 @@ def plan_for(prepared: PreparedSource, target: Side, strategy: Strategy | str = 
              master_verdict: t.Any = None) -> TransferPlan:
     """Plan a transfer from shapes alone (the source's actual tensors, the target's meta network).
 
-    ``master_verdict``: an nnssl source's :class:`~plancheck.nnssl.PretrainedTrainerVerdict`; under
+    ``master_verdict``: an nnssl source's :class:`~plancheck.inputs.nnssl.PretrainedTrainerVerdict`; under
     ``--strategy encoder`` its outcome replaces the planner's estimate of master's strict load in the notes.
     """
-    from plancheck.build import build_meta_network, shapes_of_module
+    from plancheck.network.build import build_meta_network, shapes_of_module
 
     if target_network is None:
         target_network = build_meta_network(target.spec, source=target.label)
@@ -187,8 +194,8 @@ def _plans_identifier(side: Side) -> str:
 
 def train_command(target: Side, out: str | None, trainer: str | None = None) -> str:
     """``nnUNetv2_train DATASET CONF FOLD -p PLANS [-tr TRAINER] -pretrained_weights OUT`` for the target
-    (:mod:`plancheck.commands`: one rule for every printed command)."""
-    from plancheck.commands import train_command as command
+    (:mod:`plancheck.remedies.commands`: one rule for every printed command)."""
+    from plancheck.remedies.commands import train_command as command
 
     return command(target.plans.dataset_name, target.configuration.name, None, _plans_identifier(target),
                    trainer=trainer, pretrained_weights=os.path.abspath(out) if out else "OUT.pth")
@@ -236,7 +243,7 @@ def _provenance(result: TransferResult, prepared: PreparedSource, source_bytes: 
             "plans": result.target.plans,
             "configuration": result.target.configuration,
             "network_class": result.target.network_class,
-            # what makes the file a source like any nnU-Net checkpoint (plancheck.sources reads these):
+            # what makes the file a source like any nnU-Net checkpoint (plancheck.inputs.sources reads these):
             # the target's plans and dataset.json as they were, and where they were
             "plans_path": None if target.plans.path is None else os.path.abspath(target.plans.path),
             "plans_data": target.plans.data,
@@ -313,7 +320,7 @@ def transfer(
 
     import torch
 
-    from plancheck.build import build_network
+    from plancheck.network.build import build_network
 
     meta = build_network(tgt.spec, source=tgt.label, device="meta")
     plan = plan_for(prepared, tgt, strategy, cmap, target_network=meta,
@@ -322,7 +329,7 @@ def transfer(
     if prepared.prefix:
         notes.append(f"source keys carry the prefix '{prepared.prefix}': matched without it")
     trainer = target_options.get("target_trainer") or prepared.trainer_name
-    from plancheck.commands import device_note, trainer_note
+    from plancheck.remedies.commands import device_note, trainer_note
 
     notes += [trainer_note(trainer, "--target-trainer" if target_options.get("target_trainer")
                            else prepared.trainer_by or None), *filter(None, [device_note()])]
@@ -335,8 +342,8 @@ def transfer(
     if dry_run or plan.parameters_carried == 0:
         return result
 
-    from plancheck.adapt import apply_steps
-    from plancheck.checkpoint.data import read_tensors, tensor_nbytes
+    from plancheck.remedies.adapt import apply_steps
+    from plancheck.inputs.checkpoint.data import read_tensors, tensor_nbytes
 
     network = initialised_network(meta, tgt, plan, seed)
     raw = _raw_keys(prepared)
@@ -370,9 +377,9 @@ _MASTER_REFUSES = "nnU-Net master's PretrainedTrainer would refuse"
 
 
 def _master_notes(notes: list[str], plan: TransferPlan, verdict: t.Any) -> list[str]:
-    """An nnssl source under ``--strategy encoder``: master's own verdict on the pair (plancheck.nnssl's replay)
+    """An nnssl source under ``--strategy encoder``: master's own verdict on the pair (plancheck.inputs.nnssl's replay)
     next to what this file carries, instead of the planner's estimate from the tensor table."""
-    from plancheck.transfer_plan import Part
+    from plancheck.remedies.transfer_plan import Part
 
     kept = [n for n in notes if not n.startswith(_MASTER_REFUSES)]
     mine = [r for r in plan.tensors if r.part in (Part.STEM, Part.ENCODER)]
@@ -402,7 +409,7 @@ def initialised_network(meta: torch.nn.Module, target: Side, plan: TransferPlan,
     """
     import torch
 
-    from plancheck.build import build_network
+    from plancheck.network.build import build_network
 
     needed = {k for r in plan.tensors if not r.carried or _has_new_channel(r) for k in r.keys}
     owners: list[torch.nn.Module] = []
@@ -461,7 +468,7 @@ def _strategy(value: Strategy | str) -> Strategy:
 
 def _raw_keys(prepared: PreparedSource) -> dict[str, str]:
     """Planned (unprefixed) source key -> the key as stored in the checkpoint whose value nnU-Net would load
-    (the last of a disagreeing alias group: :mod:`plancheck.aliases`)."""
+    (the last of a disagreeing alias group: :mod:`plancheck.compare.aliases`)."""
     from plancheck.check import raw_keys
 
     ckpt = prepared.input.checkpoint
@@ -490,9 +497,9 @@ def verify(path: str, target: Side, *, shown: str | None = None) -> None:
     Raises :class:`~plancheck.errors.ReadBackError` (naming ``shown``, default ``path``) on any failure; the
     caller (:func:`plancheck.atomic.atomic_write`) then removes the file it wrote.
     """
-    from plancheck.build import network_shapes
+    from plancheck.network.build import network_shapes
     from plancheck.check import checkpoint_shapes
-    from plancheck.checkpoint import read_checkpoint
+    from plancheck.inputs.checkpoint import read_checkpoint
 
     try:
         ckpt = read_checkpoint(path)

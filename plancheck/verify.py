@@ -2,11 +2,11 @@
 
 The pipeline: the meta-device check first (an incompatible pair stops here, before any
 device memory is used); then the trainer's network, optimizer and loss
-(:mod:`plancheck.training`); the memory predicted with fake tensors
-(:mod:`plancheck.memory_predict`) next to nnU-Net's own planner estimate
-(:mod:`plancheck.memory`); for a real device, the source weights loaded by nnU-Net's own
+(:mod:`plancheck.run.training`); the memory predicted with fake tensors
+(:mod:`plancheck.run.memory_predict`) next to nnU-Net's own planner estimate
+(:mod:`plancheck.network.planner`); for a real device, the source weights loaded by nnU-Net's own
 ``load_pretrained_weights`` and N training steps run and measured. The result is the frozen
-:class:`VerifyResult`, which the renderers in :mod:`plancheck.render_verify` read.
+:class:`VerifyResult`, which the renderers in :mod:`plancheck.render.verify` read.
 """
 
 from __future__ import annotations
@@ -24,10 +24,10 @@ from plancheck.errors import ExitCode, InputError, PlancheckError, RunRefused, U
 
 if t.TYPE_CHECKING:
     from plancheck.check import PreparedSource
-    from plancheck.memory_predict import Prediction
-    from plancheck.report import Report
-    from plancheck.spec import Side
-    from plancheck.training import RunSetup
+    from plancheck.run.memory_predict import Prediction
+    from plancheck.records.report import Report
+    from plancheck.network.spec import Side
+    from plancheck.run.training import RunSetup
 
 __all__ = [
     "CPU_MEMORY_LIMIT",
@@ -212,8 +212,8 @@ class VerifyResult:
         }
 
     def __str__(self) -> str:
-        import plancheck.render_verify  # noqa: F401  (registers the renderers)
-        from plancheck.render import render
+        import plancheck.render.verify  # noqa: F401  (registers the renderers)
+        from plancheck.render.report import render
 
         return render(self, "text")
 
@@ -240,7 +240,7 @@ def _patch(patch_size: t.Sequence[int] | None, dim: int) -> tuple[int, ...] | No
 
 def _check_divisible(patch: tuple[int, ...], target: Side) -> None:
     """A --patch-size must be divisible, per axis, by the product of the network's strides (as nnU-Net plans it)."""
-    from plancheck.fix import stride_divisor
+    from plancheck.remedies.fix import stride_divisor
 
     divisor = stride_divisor(target.spec.arch_kwargs, len(patch))
     if divisor is not None and any(p % d for p, d in zip(patch, divisor)):
@@ -254,12 +254,12 @@ def _check_divisible(patch: tuple[int, ...], target: Side) -> None:
 def _read_checkpoint_tensors(ckpt: t.Any) -> dict[str, Json]:
     """The checkpoint's state_dict as CPU tensors, read by plancheck's safe data reader.
 
-    :func:`plancheck.checkpoint.read_tensors` reads the storages that the (already
+    :func:`plancheck.inputs.checkpoint.read_tensors` reads the storages that the (already
     validated, never executed) pickle references, every size, stride and offset checked
     against the file before anything is allocated: nnU-Net's own ``checkpoint_final.pth``
     (numpy scalars in ``logging``) is read without unpickling any code.
     """
-    from plancheck.checkpoint.data import read_tensors
+    from plancheck.inputs.checkpoint.data import read_tensors
 
     return read_tensors(ckpt, list(ckpt.state_dict))
 
@@ -268,7 +268,7 @@ def _source_network_weights(side: Side) -> dict[str, Json]:
     """The source network as nnU-Net initialises it (seed 0), built on the CPU from the source plans."""
     import torch
 
-    from plancheck.spec import NetworkSpec
+    from plancheck.network.spec import NetworkSpec
 
     spec: NetworkSpec = side.spec
     with torch.random.fork_rng(devices=[]), quiet(), captured_warnings():
@@ -279,7 +279,7 @@ def _source_network_weights(side: Side) -> dict[str, Json]:
 
             from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
 
-            from plancheck.trainers import load_trainer_class, trainer_signature
+            from plancheck.network.trainers import load_trainer_class, trainer_signature
 
             cls = load_trainer_class(spec.trainer)
             assert spec.trainer_context is not None
@@ -358,7 +358,7 @@ def _run_setup(target: Side, trainer_class_path: str, patch_size: tuple[int, ...
                batch_size: int | None) -> tuple[RunSetup, list[str]]:
     import json
 
-    from plancheck.training import RunSetup, with_overrides
+    from plancheck.run.training import RunSetup, with_overrides
 
     notes: list[str] = []
     name = target.configuration.name
@@ -383,7 +383,7 @@ def _run_setup(target: Side, trainer_class_path: str, patch_size: tuple[int, ...
 
 
 def _trainer_path(name: str | None, allow: tuple[str, ...], ignore: bool) -> tuple[str, list[str]]:
-    from plancheck.trainers import DEFAULT_TRAINER, TrainerError, resolve_trainer
+    from plancheck.network.trainers import DEFAULT_TRAINER, TrainerError, resolve_trainer
 
     try:
         return resolve_trainer(name or DEFAULT_TRAINER, allow=allow).class_path, []
@@ -395,8 +395,8 @@ def _trainer_path(name: str | None, allow: tuple[str, ...], ignore: bool) -> tup
 
 
 def _nnunet_estimate(target: Side, patch: tuple[int, ...], batch: int) -> NnunetEstimate:
-    from plancheck.fix import _planner_channels
-    from plancheck.memory import estimate_vram, planner_reference
+    from plancheck.remedies.fix import _planner_channels
+    from plancheck.network.planner import estimate_vram, planner_reference
 
     planner = planner_reference(target.plans.data.get("experiment_planner_used"))
     in_ch, out_ch, note = _planner_channels(target)
@@ -435,8 +435,8 @@ def _run(setup: RunSetup, prepared: PreparedSource, device: str, iterations: int
          ) -> tuple[WeightsLoad, Measurement]:
     import torch
 
-    from plancheck.memory_predict import cpu_profile_peak
-    from plancheck.training import initialize, make_trainer, scalerless_train_step, synthetic_batch
+    from plancheck.run.memory_predict import cpu_profile_peak
+    from plancheck.run.training import initialize, make_trainer, scalerless_train_step, synthetic_batch
 
     dev = torch.device(device)
     if dev.type == "cuda":
@@ -581,7 +581,7 @@ def verify(
     common.update(patch_size=setup.patch_size, batch_size=setup.batch_size, trainer=trainer_path.rsplit(".", 1)[1])
     estimate = _nnunet_estimate(target_side, setup.patch_size, setup.batch_size)
 
-    from plancheck.memory_predict import predict
+    from plancheck.run.memory_predict import predict
 
     say("predicting the memory of a training step with fake tensors ...")
     try:

@@ -9,12 +9,13 @@ import sys
 
 from conftest import fixture, load
 from plancheck import check
-from plancheck.render import render
-from plancheck.report import Status
+from plancheck.render.report import render
+from plancheck.records.report import Status
 
 
 def test_import_plancheck_does_not_import_torch():
-    code = "import sys, plancheck, plancheck.cli, plancheck.report, plancheck.render; print('torch' in sys.modules)"
+    code = ("import sys, plancheck, plancheck.cli.app, plancheck.records.report, plancheck.render.report; "
+            "print('torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
 

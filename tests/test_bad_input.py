@@ -253,7 +253,7 @@ def test_traceback_keeps_internal_error_exit_4(run_cli, good, monkeypatch, comma
     import importlib
 
     check_module = importlib.import_module("plancheck.check")
-    plansdiff = importlib.import_module("plancheck.plansdiff")
+    plansdiff = importlib.import_module("plancheck.compare.plansdiff")
 
     def boom(*args, **kwargs):
         raise RuntimeError("boom")

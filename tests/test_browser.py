@@ -80,7 +80,7 @@ def browser(tmp_path_factory) -> Browser:
 def pages(tmp_path_factory) -> dict:
     """Every kind of page, written by the CLI from the fixtures; and the reports behind the check pages."""
     from plancheck import check
-    from plancheck.cli import main
+    from plancheck.cli.app import main
 
     folder = tmp_path_factory.mktemp("pages")
     out: dict = {}
@@ -101,7 +101,7 @@ def pages(tmp_path_factory) -> dict:
     out["matrix-six-targets"] = (path, None)
     # the pytest plugin's page, as write_report makes it from what the workers recorded
     from plancheck.pytest_plugin import write_report
-    from plancheck.render_html import check_section, section_prefix
+    from plancheck.render.html import check_section, section_prefix
 
     records = []
     for name in ("check-anisotropic", "check-compatible"):

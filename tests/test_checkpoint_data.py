@@ -7,8 +7,8 @@ import zipfile
 import pytest
 import torch
 
-from plancheck.checkpoint import read_checkpoint
-from plancheck.checkpoint.data import read_tensors, tensor_nbytes
+from plancheck.inputs.checkpoint import read_checkpoint
+from plancheck.inputs.checkpoint.data import read_tensors, tensor_nbytes
 from plancheck.errors import CheckpointError
 
 

@@ -24,16 +24,16 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import plancheck.checkpoint.scan as scan_module
-import plancheck.checkpoint.unpickle as unpickle_module
-from plancheck.checkpoint import (
+import plancheck.inputs.checkpoint.scan as scan_module
+import plancheck.inputs.checkpoint.unpickle as unpickle_module
+from plancheck.inputs.checkpoint import (
     ALLOWED_GLOBALS,
     MAX_PICKLE_NESTING,
     Checkpoint,
     TensorRecord,
     read_checkpoint,
 )
-from plancheck.checkpoint.scan import _prescan, _tensor_record_pattern
+from plancheck.inputs.checkpoint.scan import _prescan, _tensor_record_pattern
 from plancheck.errors import CheckpointError
 from pickle_payloads import Exec as _Exec, System as _System
 
@@ -324,7 +324,7 @@ class _ScalarOfBadDType:
 def read_in_subprocess(path: Path) -> str:
     """Read *path* in a fresh interpreter (a crash must not take pytest down); print the error."""
     code = (
-        "from plancheck.checkpoint import read_checkpoint\n"
+        "from plancheck.inputs.checkpoint import read_checkpoint\n"
         "from plancheck.errors import CheckpointError\n"
         "try:\n"
         f"    read_checkpoint({str(path)!r})\n"
@@ -346,7 +346,7 @@ def test_malformed_numpy_dtype_state_is_refused_not_a_crash(tmp_path):
 
 
 def test_build_cannot_modify_stand_ins(tmp_path):
-    import plancheck.checkpoint.unpickle as ck
+    import plancheck.inputs.checkpoint.unpickle as ck
 
     before = ck._torch_device.__defaults__
     # GLOBAL torch.device; BUILD (None, {"__defaults__": (5,)}) -- on a plain function
@@ -469,7 +469,7 @@ def test_dangerous_builtins_are_not_allowed(name):
 def test_reading_never_imports_torch(nnunet):
     code = (
         "import sys\n"
-        "from plancheck.checkpoint import read_checkpoint\n"
+        "from plancheck.inputs.checkpoint import read_checkpoint\n"
         f"c = read_checkpoint({str(nnunet[0])!r})\n"
         "assert len(c.state_dict) > 0\n"
         "assert 'torch' not in sys.modules, 'torch was imported'\n"
@@ -795,7 +795,7 @@ def test_huge_memo_index_is_refused(tmp_path):
 
 # --------------------------------------------------------------------------- pre-scan: the walker
 #
-# plancheck.checkpoint.scan._prescan is a hand-written opcode walker with fast paths. It must
+# plancheck.inputs.checkpoint.scan._prescan is a hand-written opcode walker with fast paths. It must
 # decide exactly what the pickletools-based rule below (its previous implementation, kept
 # verbatim as the reference) decides: accept, refuse as too deep, refuse a memo index,
 # or refuse as malformed.

@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from conftest import FIXTURES
-from plancheck.classpath import find_defining_module, resolve_class
+from plancheck.network.classpath import find_defining_module, resolve_class
 from plancheck.errors import ClassRefused
 
 

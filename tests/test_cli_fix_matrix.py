@@ -249,7 +249,7 @@ def test_matrix_fix_of_several_configurations_writes_one_file_that_loads_each(ru
 
 def test_matrix_counts_only_what_the_written_file_loads(run_cli, tmp_path, monkeypatch):
     """A fix that the written file does not bear out is not counted: the rows are checked in the file itself."""
-    import plancheck.fix as fix
+    import plancheck.remedies.fix as fix
 
     target = pathlib.Path(shutil.copytree(FIXTURES / "Dataset902_CTAnisotropic", tmp_path / "t")) / "nnUNetPlans.json"
     real_write = fix.write_fix

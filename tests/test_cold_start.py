@@ -1,7 +1,7 @@
 """What a first check costs: the command defers nnU-Net's image I/O, nothing else changes anyone's imports.
 
 The ``plancheck`` process answers imports of nnU-Net's reader/writer registry and acvl_utils'
-bounding boxes with stand-ins (plancheck/_lazy.py) that import the real module when a code
+bounding boxes with stand-ins (plancheck/cli/defer.py) that import the real module when a code
 path uses it. These tests run the command in a fresh interpreter and read ``sys.modules``
 afterwards; they time nothing (``make bench`` does).
 """
@@ -35,12 +35,12 @@ _PROGRAM = r"""
 import json, sys
 out, args = sys.argv[1], sys.argv[2:]
 sys.argv = ["plancheck", *args]
-from plancheck.cli import main
+from plancheck.cli.app import main
 try:
     main()
 except SystemExit as e:
     code = e.code
-from plancheck._lazy import is_deferred
+from plancheck.cli.defer import is_deferred
 registry = sys.modules.get("nnunetv2.imageio.reader_writer_registry")
 with open(out, "w") as fh:
     json.dump({"code": code, "modules": sorted(sys.modules),
@@ -121,7 +121,7 @@ def test_deferred_names_are_functions_of_the_real_modules():
     """A stand-in forwards these names as functions: nnU-Net must still define them as such."""
     script = (
         "import importlib, inspect, sys\n"
-        "from plancheck._lazy import DEFERRED\n"
+        "from plancheck.cli.defer import DEFERRED\n"
         "bad = [(m, n) for m, names in DEFERRED.items() for n in names\n"
         "       if not inspect.isfunction(getattr(importlib.import_module(m), n, None))]\n"
         "assert not bad, bad\n"
@@ -133,7 +133,7 @@ def test_deferred_names_are_functions_of_the_real_modules():
 def test_a_stand_in_becomes_the_real_module_on_first_use():
     script = (
         "import gc, sys\n"
-        "from plancheck._lazy import defer, is_deferred\n"
+        "from plancheck.cli.defer import defer, is_deferred\n"
         "defer()\n"
         "from nnunetv2.utilities.plans_handling import plans_handler\n"
         "import nnunetv2.imageio\n"
@@ -160,7 +160,7 @@ def test_import_plancheck_and_the_api_leave_the_users_imports_alone():
     """Outside the plancheck program nothing is deferred: the user gets nnU-Net's real modules."""
     script = (
         "import gc, sys, types\n"
-        "import plancheck, plancheck.pytest_plugin, plancheck.cli\n"
+        "import plancheck, plancheck.pytest_plugin, plancheck.cli.app\n"
         f"report = plancheck.check({str(RESENC_A)!r}, {str(RESENC_B)!r})\n"
         "assert not report.compatible\n"
         "assert not any(type(f).__module__.startswith('plancheck') for f in sys.meta_path)\n"
@@ -212,7 +212,7 @@ def test_the_pytest_plugin_leaves_the_users_imports_alone(pytester: pytest.Pytes
 # --- jsondiff: the comparison that replaced deepdiff ----------------------------------------------------------------
 
 def test_jsondiff_kinds():
-    from plancheck.jsondiff import differences
+    from plancheck.compare.jsondiff import differences
 
     def d(a, b):
         return list(differences(a, b))
@@ -236,7 +236,7 @@ def test_plans_diff_finds_what_deepdiff_found_on_every_fixture_pair(kind):
     """Differential: the old deepdiff-based comparison and jsondiff agree on every pair of fixture files."""
     from deepdiff import DeepDiff
 
-    from plancheck.plansdiff import _collapse, _differences, _order_key
+    from plancheck.compare.plansdiff import _collapse, _differences, _order_key
 
     report_kinds = {"values_changed": "changed", "type_changes": "type_changed", "dictionary_item_added": "added",
                     "iterable_item_added": "added", "dictionary_item_removed": "removed",

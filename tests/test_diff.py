@@ -15,9 +15,9 @@ from hypothesis import strategies as st
 
 from conftest import FIXTURES, ROOT, fixture, fixture_plans, load
 from plancheck.errors import ConfigurationNotFound, PlansError, UsageError
-from plancheck.paths import DATASET_JSON, PathSyntaxError, format_path, locate, parse_path
-from plancheck.plans import load_plans, resolve_configuration
-from plancheck.plansdiff import (
+from plancheck.inputs.paths import DATASET_JSON, PathSyntaxError, format_path, locate, parse_path
+from plancheck.inputs.plans import load_plans, resolve_configuration
+from plancheck.compare.plansdiff import (
     CONFIGURATION_FIELDS,
     PERMUTATION_NOTE,
     PLANS_FIELDS,
@@ -26,7 +26,7 @@ from plancheck.plansdiff import (
     diff,
     preprocessing_warnings,
 )
-from plancheck.render import render
+from plancheck.render.report import render
 
 D901 = "Dataset901_CTIsotropic"
 D902 = "Dataset902_CTAnisotropic"
@@ -462,9 +462,9 @@ def test_exit_codes(run_cli, args, code):
 def test_diff_does_not_import_torch():
     script = (
         "import sys\n"
-        "import plancheck.cli\n"
-        "assert 'torch' not in sys.modules, 'import plancheck.cli imported torch'\n"
-        "from plancheck.cli import main\n"
+        "import plancheck.cli.app\n"
+        "assert 'torch' not in sys.modules, 'import plancheck.cli.app imported torch'\n"
+        "from plancheck.cli.app import main\n"
         "try:\n"
         f"    main(['diff', {str(fixture(D901))!r}, {str(fixture(D902))!r}, '--format', 'json'])\n"
         "except SystemExit as e:\n"
@@ -614,7 +614,7 @@ def test_diff_folder_errors_are_one_line(run_cli, tmp_path):
     code, out, err = run_cli("diff", FIXTURES / D901, tmp_path)
     assert code == 3 and not out
     assert len(err.strip().splitlines()) == 1 and "without nnUNetPlans.json" in err
-    from plancheck.plans import load_plans
+    from plancheck.inputs.plans import load_plans
 
     with pytest.raises(PlansError) as e:
         load_plans(FIXTURES / D901)
@@ -624,7 +624,7 @@ def test_diff_folder_errors_are_one_line(run_cli, tmp_path):
 def test_diff_of_dataset_ids_does_not_import_torch(preprocessed):
     script = (
         "import sys\n"
-        "from plancheck.cli import main\n"
+        "from plancheck.cli.app import main\n"
         "try:\n"
         "    main(['diff', '901', '902', '--format', 'json'])\n"
         "except SystemExit as e:\n"
@@ -682,8 +682,8 @@ def test_cascade_label_count_is_nnunets(labels):
     """diff counts the cascade's foreground-label inputs without torch; nnU-Net's label manager agrees."""
     from nnunetv2.utilities.label_handling.label_handling import LabelManager
 
-    from plancheck.plans import load_dataset_json
-    from plancheck.plansdiff import _foreground_count
+    from plancheck.inputs.plans import load_dataset_json
+    from plancheck.compare.plansdiff import _foreground_count
 
     for path in sorted(FIXTURES.glob("*/dataset.json")):
         data = load(path)

@@ -30,9 +30,9 @@ import pytest
 import nnunet_oracle as oracle
 from conftest import fixture_id, fixture_plans, load
 from plancheck import check
-from plancheck.classpath import resolve_class
-from plancheck.plans import find_dataset_json
-from plancheck.report import Status
+from plancheck.network.classpath import resolve_class
+from plancheck.inputs.plans import find_dataset_json
+from plancheck.records.report import Status
 
 CONFIGURATIONS = ("3d_fullres", "2d", "3d_lowres", "3d_cascade_fullres")
 

@@ -53,9 +53,9 @@ def test_unknown_option_is_usage_and_type_error():
 
 
 def test_old_import_places_still_work():
-    from plancheck.checks_config import ConfigError
-    from plancheck.fix import OutputExists as FixOutputExists
-    from plancheck.fix import Unfixable
+    from plancheck.inputs.declared import ConfigError
+    from plancheck.remedies.fix import OutputExists as FixOutputExists
+    from plancheck.remedies.fix import Unfixable
     from plancheck.transfer import OutputExists as TransferOutputExists
     from plancheck.transfer import VerifyError
 
@@ -75,7 +75,7 @@ def test_exit_codes_are_distinct_and_documented():
 
 def test_fix_read_back_failure_is_exit_5_and_writes_nothing(tmp_path, run_cli, monkeypatch):
     """--fix re-reads the file it wrote; plans that do not load never take their name (issue 17, item 8)."""
-    import plancheck.fix as fix
+    import plancheck.remedies.fix as fix
 
     target = tmp_path / "Dataset902_CTAnisotropic"
     shutil.copytree(fixture("Dataset902_CTAnisotropic").parent, target)

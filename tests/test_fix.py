@@ -25,9 +25,9 @@ import nnunet_oracle as oracle
 from conftest import ROOT, fixture, fixture_id, fixture_plans, load
 from plancheck import check
 from plancheck.check import load_side
-from plancheck.classpath import resolve_class
+from plancheck.network.classpath import resolve_class
 from plancheck.errors import ExitCode, FixError, InputError
-from plancheck.fix import (
+from plancheck.remedies.fix import (
     FixResult,
     OutputExists,
     Unfixable,
@@ -35,8 +35,8 @@ from plancheck.fix import (
     plan_fix,
     write_fix,
 )
-from plancheck.memory import estimate_vram, planner_batch_size, planner_reference
-from plancheck.plans import find_dataset_json
+from plancheck.network.planner import estimate_vram, planner_batch_size, planner_reference
+from plancheck.inputs.plans import find_dataset_json
 
 D901 = "Dataset901_CTIsotropic"
 D902 = "Dataset902_CTAnisotropic"
@@ -392,7 +392,7 @@ def test_move_never_reuses_a_data_identifier_of_other_preprocessing(tmp_path):
 
 
 def test_batch_size_formula_reproduces_the_planner_on_every_fixture():
-    from plancheck.fix import _dataset_voxels, _planner_channels
+    from plancheck.remedies.fix import _dataset_voxels, _planner_channels
 
     checked = 0
     for path in fixture_plans():
@@ -452,7 +452,7 @@ def test_patch_rule_properties(axes, min_edge):
 
 
 def test_import_fix_does_not_import_torch():
-    code = "import sys, plancheck.fix, plancheck.atomic; print('torch' in sys.modules)"
+    code = "import sys, plancheck.remedies.fix, plancheck.atomic; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
 
@@ -490,7 +490,7 @@ def test_a_patch_already_divisible_by_the_new_strides_is_kept(tmp_path):
 
 
 def test_memory_may_force_a_smaller_patch_and_the_report_says_so(tmp_path, monkeypatch):
-    from plancheck.memory import PlannerReference
+    from plancheck.network.planner import PlannerReference
 
     budget = 62_000_000  # between the new network's estimate at 456x448 and at 512x448
 
@@ -540,7 +540,7 @@ def test_every_change_of_the_written_file_is_listed(tmp_path, strategy, source, 
 
 @pytest.mark.parametrize("strategy", ["architecture", "move"])
 def test_plan_fixes_puts_every_configuration_into_one_file(tmp_path, strategy):
-    from plancheck.fix import plan_fixes
+    from plancheck.remedies.fix import plan_fixes
 
     pairs = [(_side("source", fixture(D901), c), _side("target", fixture(D902), c)) for c in ("3d_fullres", "2d")]
     results = plan_fixes(pairs, strategy=strategy, out=str(tmp_path))
@@ -564,7 +564,7 @@ def test_plan_fixes_puts_every_configuration_into_one_file(tmp_path, strategy):
 
 
 def test_plan_fixes_keeps_what_plans_cannot_fix_apart(tmp_path):
-    from plancheck.fix import plan_fixes
+    from plancheck.remedies.fix import plan_fixes
 
     pairs = [(_side("source", fixture(D901), "3d_fullres"), _side("target", fixture(D902), "3d_fullres")),
              (_side("source", fixture(D901), "2d"), _side("target", fixture(D902), "3d_fullres"))]

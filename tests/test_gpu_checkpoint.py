@@ -16,7 +16,7 @@ import torch
 import nnunet_oracle as oracle
 from conftest import fixture, load
 from plancheck import check
-from plancheck.checkpoint import read_checkpoint
+from plancheck.inputs.checkpoint import read_checkpoint
 
 GPU_CHECKPOINT = pathlib.Path(__file__).parent / "data" / "gpu_checkpoint_906_2d.pth"
 

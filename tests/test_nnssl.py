@@ -29,8 +29,8 @@ import nnunet_oracle as oracle
 from conftest import FIXTURES, ROOT, fixture, load
 from pickle_payloads import System
 from plancheck import check
-from plancheck.nnssl import pretrained_trainer_verdict, read_plan
-from plancheck.report import Status
+from plancheck.inputs.nnssl import pretrained_trainer_verdict, read_plan
+from plancheck.records.report import Status
 
 sys.path.insert(0, str(ROOT / "fixtures"))
 import make_nnssl  # noqa: E402
@@ -441,7 +441,7 @@ def test_transfer_report_gives_masters_verdict(tmp_path, run_cli):
     d = json.loads(out)
     refusal, = [n for n in d["notes"] if "PretrainedTrainer would refuse" in n]
     assert failure in refusal and "plancheck writes" in refusal
-    plan_notes = d["transfer"]["notes"]  # the plan's notes, then the printed command's (plancheck.commands)
+    plan_notes = d["transfer"]["notes"]  # the plan's notes, then the printed command's (plancheck.remedies.commands)
     assert d["notes"][:len(plan_notes)] == plan_notes
     extra = d["notes"][len(plan_notes):]
     assert all(n.startswith(("the command trains with", "this machine has no CUDA")) for n in extra)

@@ -73,7 +73,7 @@ def assert_self_contained(page: str) -> None:
 def test_layout_follows_the_plans(dataset, plans):
     """Stages, levels, features, kernels, strides and repeats as nnU-Net's plans give them."""
     from plancheck.check import load_side
-    from plancheck.layout import layout_of_architecture, network_layout
+    from plancheck.network.layout import layout_of_architecture, network_layout
 
     path = fixture(dataset, plans)
     side = load_side("target", path, "3d_fullres")
@@ -102,7 +102,7 @@ def test_layout_follows_the_plans(dataset, plans):
     assert [list(b.stride) for b in ups] == [kw["strides"][n - 1 - s] for s in range(n - 1)]
     assert len(layout.of_kind("head")) == n - 1  # deep supervision: one head per decoder stage
     # every state_dict key of the network is in exactly one block, or is an alias of one that is
-    from plancheck.build import network_shapes
+    from plancheck.network.build import network_shapes
 
     table = network_shapes(side.spec)
     placed = [k for b in layout.blocks for k in b.keys]
@@ -138,7 +138,7 @@ def _expected_status(report, role: str, module: str) -> str:
 
 @pytest.mark.parametrize("name", list(PAIRS))
 def test_check_page_draws_every_block_with_its_status(name):
-    from plancheck.render_html import html_page
+    from plancheck.render.html import html_page
 
     report = report_of(name)
     page = html_page(report)
@@ -167,7 +167,7 @@ def test_check_page_draws_every_block_with_its_status(name):
 
 
 def test_root_cause_selection_refers_to_existing_elements():
-    from plancheck.render_html import html_page
+    from plancheck.render.html import html_page
 
     report = report_of("anisotropic")
     page = html_page(report)
@@ -192,7 +192,7 @@ def test_checkpoint_source_page(tmp_path):
 
     import nnunet_oracle as oracle
     from plancheck import check
-    from plancheck.render_html import html_page
+    from plancheck.render.html import html_page
 
     path = fixture("Dataset906_SmallImages")
     plans, dj = load(path), load(path.parent / "dataset.json")
@@ -240,7 +240,7 @@ def test_diff_page_without_torch(tmp_path):
     out = tmp_path / "diff.html"
     a, b = fixture("Dataset901_CTIsotropic"), fixture("Dataset902_CTAnisotropic", "nnUNetResEncUNetLPlans")
     code = (
-        "import sys\nfrom plancheck.cli import main\n"
+        "import sys\nfrom plancheck.cli.app import main\n"
         f"try:\n    main(['diff', {str(a)!r}, {str(b)!r}, '-c', '3d_fullres', '--html', {str(out)!r}])\n"
         "except SystemExit as e:\n    rc = e.code\n"
         "print(json.dumps([rc, 'torch' in sys.modules]))\n"
@@ -287,7 +287,7 @@ def test_matrix_page_rows_link_to_their_detail(run_cli, tmp_path):
 
 
 def test_markdown_has_a_mermaid_diagram_of_both_networks():
-    from plancheck.render import render
+    from plancheck.render.report import render
 
     report = report_of("depth-resenc")
     text = render(report, "markdown", verbose=False)
@@ -305,7 +305,7 @@ def test_markdown_has_a_mermaid_diagram_of_both_networks():
 
 
 def test_compatible_markdown_diagram_marks_nothing():
-    from plancheck.render import render
+    from plancheck.render.report import render
 
     text = render(report_of("compatible"), "markdown")
     block = text.split("```mermaid\n", 1)[1].split("```", 1)[0]
@@ -381,7 +381,7 @@ TRANSFERS = {
 
 @pytest.mark.parametrize("name", list(TRANSFERS))
 def test_transfer_page_colours_every_block_by_what_the_transfer_did(name, checkpoint_906, wider_906):
-    from plancheck.render_html import html_page
+    from plancheck.render.html import html_page
     from plancheck.transfer import transfer
 
     target, strategy = TRANSFERS[name]

@@ -11,7 +11,7 @@ import pytest
 
 from conftest import FIXTURES, fixture_id, fixture_plans, load
 from plancheck.errors import ConfigurationNotFound, PlansError
-from plancheck.plans import load_dataset_json, load_plans, resolve_configuration
+from plancheck.inputs.plans import load_dataset_json, load_plans, resolve_configuration
 
 
 def _nnunet_configuration(plans: dict, name: str) -> dict:

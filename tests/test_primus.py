@@ -20,7 +20,7 @@ import pytest
 import nnunet_oracle as oracle
 from conftest import fixture, load
 from plancheck import check
-from plancheck.report import Status
+from plancheck.records.report import Status
 
 pytestmark = [pytest.mark.primus, pytest.mark.slow]
 

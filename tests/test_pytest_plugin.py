@@ -549,7 +549,7 @@ def test_xdist_junit_and_json_report(project: pytest.Pytester) -> None:
 
 
 def test_checks_config_expands_globs_relative_to_the_file(tmp_path: pathlib.Path) -> None:
-    from plancheck.checks_config import load_checks, plan_cases
+    from plancheck.inputs.declared import load_checks, plan_cases
 
     for name in DATASETS:
         shutil.copytree(FIXTURES / name, tmp_path / "plans" / name)
@@ -569,7 +569,7 @@ def test_checks_config_expands_globs_relative_to_the_file(tmp_path: pathlib.Path
 
 
 def test_display_names(tmp_path: pathlib.Path) -> None:
-    from plancheck.checks_config import display_name
+    from plancheck.inputs.declared import display_name
 
     assert display_name("996") == "Dataset996"
     assert display_name("Dataset996_Other") == "Dataset996_Other"

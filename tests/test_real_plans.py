@@ -51,7 +51,7 @@ def nnunet_network(path: pathlib.Path, configuration: str):
     """nnU-Net's own network for (path, configuration) on the meta device, or the reason it cannot build it."""
     import torch
 
-    from plancheck.classpath import resolve_class
+    from plancheck.network.classpath import resolve_class
     from plancheck.errors import PlancheckError
 
     dj = _dataset_json(path)

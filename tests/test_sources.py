@@ -27,7 +27,7 @@ from nnunet_oracle import nnunet_checkpoint
 from conftest import FIXTURES, fixture, load
 from plancheck import check
 from plancheck.errors import InputError
-from plancheck.report import Status
+from plancheck.records.report import Status
 from pickle_payloads import Exec as _Exec, System as _System
 
 D906 = "Dataset906_SmallImages"
@@ -406,7 +406,7 @@ def real_by_trainer(trainer_cls, plans: dict, configuration: str, dataset_json: 
 
     from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
 
-    from plancheck.trainers import trainer_signature
+    from plancheck.network.trainers import trainer_signature
 
     with contextlib.redirect_stdout(io.StringIO()):
         pm = PlansManager(copy.deepcopy(plans))
@@ -425,10 +425,10 @@ def real_by_trainer(trainer_cls, plans: dict, configuration: str, dataset_json: 
 def test_custom_trainer_builds_its_network(name, style):
     import custom_trainers
 
-    from plancheck.build import network_shapes
-    from plancheck.plans import load_dataset_json, load_plans
-    from plancheck.spec import prepare_side
-    from plancheck.trainers import resolve_trainer, trainer_signature
+    from plancheck.network.build import network_shapes
+    from plancheck.inputs.plans import load_dataset_json, load_plans
+    from plancheck.network.spec import prepare_side
+    from plancheck.network.trainers import resolve_trainer, trainer_signature
 
     ref = resolve_trainer(name, allow=("custom_trainers",))
     assert ref.overrides_build and ref.class_path == f"custom_trainers.{name}"
@@ -453,7 +453,7 @@ def test_custom_trainer_on_both_sides_and_only_one(run_cli):
 
 
 def test_trainer_that_only_trains_longer_keeps_the_plans_build():
-    from plancheck.trainers import resolve_trainer
+    from plancheck.network.trainers import resolve_trainer
 
     ref = resolve_trainer("nnUNetTrainerJustLonger", allow=("custom_trainers",))
     assert not ref.overrides_build and ref.build_path is None
@@ -526,7 +526,7 @@ def test_checkpoint_of_an_nnunet_trainer_that_builds_its_own_network(tmp_path):
 def test_trainer_lookup_imports_only_what_it_needs():
     code = (
         "import sys\n"
-        "from plancheck.trainers import resolve_trainer\n"
+        "from plancheck.network.trainers import resolve_trainer\n"
         "for name in ('nnUNetTrainer', 'nnUNetTrainer_250epochs', 'nnUNetTrainerNoDeepSupervision'):\n"
         "    assert not resolve_trainer(name).overrides_build, name\n"
         "assert 'torch' not in sys.modules, 'torch imported for a trainer that builds the plans network'\n"
@@ -540,7 +540,7 @@ def test_trainer_lookup_imports_only_what_it_needs():
 def test_sources_do_not_import_torch(store):
     code = (
         "import sys\n"
-        "from plancheck.sources import resolve_source, resolve_target\n"
+        "from plancheck.inputs.sources import resolve_source, resolve_target\n"
         f"s = resolve_source({str(store.paths['3d_fullres.pth'])!r})\n"
         f"t = resolve_target({str(fixture(D906))!r})\n"
         "assert s.kind == 'checkpoint' and s.configuration == '3d_fullres'\n"
@@ -607,7 +607,7 @@ def test_old_nnunet_with_bound_path_globals(monkeypatch, tmp_path):
     import nnunetv2.paths as paths
     import nnunetv2.utilities.dataset_name_id_conversion as conversion
 
-    from plancheck.sources import _nnunet_paths
+    from plancheck.inputs.sources import _nnunet_paths
 
     for module in (paths, conversion):
         for var in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results"):
@@ -675,7 +675,7 @@ def test_directory_that_is_neither(tmp_path, run_cli):
 
 def test_2d_checkpoint_checked_as_3d_names_the_dimension(store):
     """A 2D checkpoint checked with -c 3d_fullres: the cause is the weights' dimension, not "(unexplained)"."""
-    from plancheck.render import render
+    from plancheck.render.report import render
 
     report = check(store.paths["2d.pth"], fixture(D906), configuration="3d_fullres")
     assert not report.compatible

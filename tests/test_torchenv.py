@@ -65,6 +65,6 @@ def test_primus_class_in_plans_without_a_loadable_torchvision(tmp_path):
 
 
 def test_other_import_errors_keep_their_own_message():
-    from plancheck.torchenv import diagnose
+    from plancheck.network.torchenv import diagnose
 
     assert diagnose(ImportError("No module named 'einops'")) is None

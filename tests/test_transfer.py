@@ -175,7 +175,7 @@ def test_2d_weights_for_a_3d_network_are_refused(store, tmp_path, run_cli):
 
 
 def _independent(rule: str, axis: int, src: torch.Tensor, n: int = 0) -> torch.Tensor:
-    """Each rule written out by index, independently of plancheck.adapt."""
+    """Each rule written out by index, independently of plancheck.remedies.adapt."""
     s = src.double()
     if rule in ("kernel-average", "stride-average"):
         parts = [s.select(axis, i) for i in range(s.shape[axis])]
@@ -274,8 +274,8 @@ def test_initialised_tensors_are_nnunets_initialisation(store, tmp_path, plans_n
 
 
 def test_kernel_inflated_1_to_3_computes_the_same():
-    from plancheck.adapt import apply_steps
-    from plancheck.transfer_plan import Step
+    from plancheck.remedies.adapt import apply_steps
+    from plancheck.remedies.transfer_plan import Step
 
     torch.manual_seed(0)
     w = torch.randn(4, 3, 1, 3, 3)
@@ -291,8 +291,8 @@ def test_kernel_averaged_3_to_1_same_block_output_on_constant_input():
     """conv -> instance norm (every nnU-Net stage): averaging the kernel keeps the block's output on inputs
     constant along that axis (the convolution alone is the source's scaled by 1/3 plus the same bias, which
     the norm removes); away from the zero-padded border slices."""
-    from plancheck.adapt import apply_steps
-    from plancheck.transfer_plan import Step
+    from plancheck.remedies.adapt import apply_steps
+    from plancheck.remedies.transfer_plan import Step
 
     torch.manual_seed(0)
     w, b = torch.randn(4, 3, 3, 3, 3, dtype=torch.float64), torch.randn(4, dtype=torch.float64)
@@ -324,8 +324,8 @@ def test_stem_repeated_1_to_n_same_output_on_identical_channels(store, tmp_path)
 
 
 def test_transposed_conv_stride_rules_compute_what_they_claim():
-    from plancheck.adapt import apply_steps
-    from plancheck.transfer_plan import Step
+    from plancheck.remedies.adapt import apply_steps
+    from plancheck.remedies.transfer_plan import Step
 
     torch.manual_seed(0)
     x = torch.randn(1, 4, 3, 3, 3)
@@ -342,7 +342,7 @@ def test_transposed_conv_stride_rules_compute_what_they_claim():
 
 
 def _meta_layout(plans: dict, configuration: str, dj: dict):
-    from plancheck.build import shapes_of_module
+    from plancheck.network.build import shapes_of_module
     from plancheck.transfer import layout_of
 
     with torch.device("meta"):
@@ -362,7 +362,7 @@ def _shallower(plans: dict, configuration: str, n: int) -> dict:
 
 
 def test_decoder_aligned_by_resolution_level_depth_6_to_5():
-    from plancheck.transfer_plan import plan_transfer
+    from plancheck.remedies.transfer_plan import plan_transfer
 
     plans, dj = fixture_data(D901)
     source = _meta_layout(plans, "3d_fullres", dj)
@@ -452,7 +452,7 @@ def test_many_channels_to_other_channels_need_a_map(store, tmp_path):
 
 
 def test_encoder_strategy_follows_the_declarations(store, tmp_path):
-    from plancheck.build import build_meta_network
+    from plancheck.network.build import build_meta_network
 
     result = run_transfer(store, "906.pth", fixture(D906, "nnUNetResEncUNetMPlans"), tmp_path / "t.pth",
                           strategy="encoder", dry_run=True)
@@ -637,7 +637,7 @@ def test_truncated_checkpoint(store, tmp_path, run_cli):
 def test_encoder_strategy_plans_masters_stem_rule(source, target, repeated, refuses):
     """--strategy encoder = what master's pretrained trainers load: the stem's input projection 1 -> N repeated and
     divided (never N -> M), nothing in the decoder, and a note wherever master's strict load would refuse."""
-    from plancheck.transfer_plan import plan_transfer
+    from plancheck.remedies.transfer_plan import plan_transfer
 
     src = _meta_layout(fixture_data(*source)[0], "3d_fullres", fixture_data(*source)[1])
     tgt = _meta_layout(fixture_data(*target)[0], "3d_fullres", fixture_data(*target)[1])

@@ -106,7 +106,7 @@ def test_json_output(runs):
 
 def test_fake_step_is_nnunets_train_step():
     """The prediction's step does what nnU-Net's train_step does: the same parameters after one step."""
-    from plancheck.training import (
+    from plancheck.run.training import (
         RunSetup, initialize, make_trainer, scalerless_train_step, synthetic_batch, with_overrides)
 
     plans = with_overrides(load(SMALL), "2d", (32, 32), 2)
@@ -127,8 +127,8 @@ def test_fake_step_is_nnunets_train_step():
 
 
 def test_incompatible_pair_reported_before_anything_runs(run_cli):
-    with mock.patch("plancheck.memory_predict.predict", side_effect=AssertionError("predicted")), \
-            mock.patch("plancheck.training.make_trainer", side_effect=AssertionError("trainer built")):
+    with mock.patch("plancheck.run.memory_predict.predict", side_effect=AssertionError("predicted")), \
+            mock.patch("plancheck.run.training.make_trainer", side_effect=AssertionError("trainer built")):
         result = verify(CT, CT_ANISO, device="cpu")
         assert not result.report.compatible and not result.ran
         assert result.prediction is None and result.exit_code == 1

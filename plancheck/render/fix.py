@@ -1,0 +1,69 @@
+"""Renderers of ``--fix`` results (:class:`plancheck.remedies.fix.FixResult`): text and JSON.
+
+Importing this module registers them with :func:`plancheck.render.report.register`; the CLI and
+``FixResult.__str__`` import it before rendering a fix.
+"""
+
+from __future__ import annotations
+
+import json
+
+from plancheck.remedies.fix import FixResult
+from plancheck.render.report import OutputFormat, register
+
+__all__: list[str] = []
+
+
+def _fmt(value: float | None) -> str:
+    return "—" if value is None else f"{value:,.0f}"
+
+
+@register(FixResult, OutputFormat.TEXT)
+def _fix_text(result: FixResult, verbose: bool) -> str:
+    lines: list[str] = []
+    if result.already_compatible:
+        lines.append(
+            f"ALREADY COMPATIBLE: {result.target} [{result.configuration}] loads the weights of {result.source} "
+            f"[{result.source_configuration}]; nothing to change"
+        )
+    else:
+        lines.append(
+            f"FIXED ({result.strategy}): plans {result.plans_name} [{result.configuration}] load the weights of "
+            f"{result.source} [{result.source_configuration}]"
+        )
+        lines.append(f"Plans file: {result.path or '(no path)'}")
+        if result.changes:
+            lines.append("Changes:")
+            from plancheck.inputs.paths import format_path
+
+            for c in result.changes:
+                lines.append(f"  {format_path(c.path)}: {json.dumps(c.source)} -> {json.dumps(c.target)}")
+    p = result.patch
+    if p is not None:
+        lines.append(
+            f"Patch size: {list(p.old)} -> {list(p.new)} (divisible by {list(p.divisor)}; "
+            f"bottleneck {list(p.bottleneck)},"
+            f" planner minimum {p.min_bottleneck_edge})"
+        )
+        lines += [f"  gave up: {g}" for g in p.given_up]
+        planner = p.planner.name if p.planner else "planner"
+        lines.append(
+            f"Memory estimate: {_fmt(p.memory_old)} -> {_fmt(p.memory_new)} (reference {_fmt(p.memory_reference)}, "
+            f"{planner})"
+        )
+        lines.append(f"Batch size: {p.batch_size_old} -> {p.batch_size_new} ({p.batch_size_reason})")
+    lines.append(f"data_identifier: {result.data_identifier_note}")
+    if result.warnings:
+        lines.append("Warnings:")
+        lines += [f"  - {w}" for w in result.warnings]
+    if verbose and (result.notes or (p is not None and p.notes)):
+        lines.append("Notes:")
+        lines += [f"  - {n}" for n in (*result.notes, *(p.notes if p is not None else ()))]
+    lines.append("Next:")
+    lines += [f"  {c}" for c in result.commands]
+    return "\n".join(lines) + "\n"
+
+
+@register(FixResult, OutputFormat.JSON)
+def _fix_json(result: FixResult, verbose: bool) -> str:
+    return json.dumps(result.to_dict(), indent=2) + "\n"

@@ -1,0 +1,1 @@
+"""Run: nnU-Net's real training step and its memory, for ``verify``."""
