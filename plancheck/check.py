@@ -610,7 +610,7 @@ def _own_plans_mismatch(
     total = len(only_weights) + len(only_network) + len(shapes)
     if not total:
         return None
-    from plancheck.render.report import format_shape
+    from plancheck.network.shapes import format_shape
 
     if shapes:
         k = shapes[0]

@@ -9,98 +9,14 @@ With ``fix=True`` the fix is written and the pair checked again.
 from __future__ import annotations
 
 import typing as t
-from dataclasses import dataclass, field
 
-from plancheck.errors import ConfigurationNotFound, ExitCode, PlancheckError, UsageError
-from plancheck.render.report import OutputFormat, percent, register
+from plancheck.errors import ConfigurationNotFound, PlancheckError, UsageError
+from plancheck.records.matrix import Matrix, MatrixRow
 
 __all__ = ["Matrix", "MatrixRow", "matrix"]
 
 Json = t.Any
 Progress = t.Callable[[int, int, str], None]
-
-
-@dataclass(frozen=True, slots=True)
-class MatrixRow:
-    """One target and configuration: the verdict, what would load, why not, and whether --fix helps."""
-
-    target: str
-    configuration: str
-    compatible: bool | None
-    parameter_share: float | None = None
-    main_cause: str | None = None
-    fixable: bool | None = None
-    fix_note: str | None = None
-    fixed_path: str | None = None
-    fixed_compatible: bool | None = None
-    error: str | None = None
-    #: The check behind the row (for the HTML page's detail); not in to_dict().
-    report: t.Any = field(default=None, compare=False, repr=False)
-    not_applicable: str | None = None  #: why the combination does not exist (a side lacks the configuration)
-
-    @property
-    def applicable(self) -> bool:
-        return self.not_applicable is None
-
-    @property
-    def ok(self) -> bool:
-        """Compatible as it is, or after the fix that was written."""
-        return bool(self.compatible or self.fixed_compatible)
-
-    def to_dict(self) -> dict[str, Json]:
-        return {
-            "target": self.target,
-            "configuration": self.configuration,
-            "compatible": self.compatible,
-            "parameter_share": self.parameter_share,
-            "main_cause": self.main_cause,
-            "fixable": self.fixable,
-            "fix_note": self.fix_note,
-            "fixed_path": self.fixed_path,
-            "fixed_compatible": self.fixed_compatible,
-            "error": self.error,
-            "applicable": self.applicable,
-            "not_applicable": self.not_applicable,
-        }
-
-
-@dataclass(frozen=True, slots=True)
-class Matrix:
-    source: str
-    rows: tuple[MatrixRow, ...]
-    fixed: bool = False
-    notes: tuple[str, ...] = field(default=())
-
-    @property
-    def applicable_rows(self) -> tuple[MatrixRow, ...]:
-        """The rows whose combination exists; a combination one side lacks is neither a pass nor a failure."""
-        return tuple(r for r in self.rows if r.applicable)
-
-    @property
-    def exit_code(self) -> int:
-        """3 if a row could not be checked or no row applies, else 0 only if every applicable row loads."""
-        rows = self.applicable_rows
-        if not rows or any(r.error for r in rows):
-            return int(ExitCode.INPUT)
-        return int(ExitCode.OK if all(r.ok for r in rows) else ExitCode.INCOMPATIBLE)
-
-    def to_dict(self) -> dict[str, Json]:
-        from plancheck import __version__
-
-        return {
-            "schema_version": 1,
-            "plancheck_version": __version__,
-            "source": self.source,
-            "fix": self.fixed,
-            "compatible": bool(self.applicable_rows) and all(r.ok and not r.error for r in self.applicable_rows),
-            "rows": [r.to_dict() for r in self.rows],
-            "notes": list(self.notes),
-        }
-
-    def __str__(self) -> str:
-        from plancheck.render.report import render
-
-        return render(self, "text")
 
 
 def _main_cause(report: t.Any) -> str | None:
@@ -255,60 +171,3 @@ def _fix_target(rows: list[MatrixRow], items: list[tuple[int, t.Any, t.Any]], *,
             fix_note=f"wrote {outcome.plans_name}" if after.compatible
             else f"wrote {outcome.plans_name}, but it does not load this configuration",
         )
-
-
-def _pct(share: float | None) -> str:
-    """Rounded down as everywhere (:func:`plancheck.render.report.percent`): never 100.0% for less than all."""
-    return "—" if share is None else percent(share)
-
-
-def _table_rows(m: Matrix) -> list[list[str]]:
-    out = []
-    for r in m.rows:
-        if not r.applicable:
-            verdict = "not applicable"
-        elif r.error:
-            verdict = "error"
-        elif r.compatible:
-            verdict = "compatible"
-        elif r.fixed_compatible:
-            verdict = "fixed"
-        else:
-            verdict = "incompatible"
-        fix = "—" if r.fixable is None else ("yes" if r.fixable else "no")
-        note = r.not_applicable or r.error or r.fix_note or ""
-        out.append([verdict, r.target, r.configuration, _pct(r.parameter_share), r.main_cause or "—", fix, note])
-    return out
-
-
-_HEADERS = ["verdict", "target", "configuration", "would load", "main root cause", "--fix can fix", "note"]
-
-
-def _summary_line(m: Matrix) -> str:
-    rows = m.applicable_rows
-    ok = sum(r.ok for r in rows)
-    na = len(m.rows) - len(rows)
-    return (f"{ok} of {len(rows)} rows load{' after --fix' if m.fixed else ''}"
-            f"{f' ({na} not applicable)' if na else ''}; source: {m.source}")
-
-
-@register(Matrix, OutputFormat.TEXT)
-def _matrix_text(m: Matrix, verbose: bool) -> str:
-    from tabulate import tabulate
-
-    return _summary_line(m) + "\n\n" + tabulate(_table_rows(m), headers=_HEADERS, disable_numparse=True) + "\n"
-
-
-@register(Matrix, OutputFormat.MARKDOWN)
-def _matrix_markdown(m: Matrix, verbose: bool) -> str:
-    from tabulate import tabulate
-
-    table = tabulate(_table_rows(m), headers=_HEADERS, tablefmt="github", disable_numparse=True)
-    return f"## plancheck matrix\n\n**{_summary_line(m)}**\n\n{table}\n"
-
-
-@register(Matrix, OutputFormat.JSON)
-def _matrix_json(m: Matrix, verbose: bool) -> str:
-    import json
-
-    return json.dumps(m.to_dict(), indent=2)

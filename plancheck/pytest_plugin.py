@@ -227,7 +227,7 @@ def _run_check(
 ) -> Report:
     """Run one check and record it for ``--plancheck-report``; errors propagate."""
     from plancheck.check import check
-    from plancheck.render.report import render
+    from plancheck.render import render
 
     kwargs = {k: v for k, v in options.items() if k not in declared.RENDER_OPTIONS}
     record: dict[str, t.Any] = {
@@ -269,7 +269,7 @@ def _run_check(
 
 def _failure_text(config: pytest.Config, report: Report, options: t.Mapping[str, t.Any], case_id: str) -> str:
     """The report shown for an incompatible pair, in ``--plancheck-format`` (or the ``format`` option)."""
-    from plancheck.render.report import render
+    from plancheck.render import render
 
     state = _state(config)
     fmt = options.get("format") or (state.fmt if state is not None else "text")

@@ -9,7 +9,7 @@ import sys
 
 from conftest import fixture, load
 from plancheck import check
-from plancheck.render.report import render
+from plancheck.render import render
 from plancheck.records.report import Status
 
 

@@ -279,7 +279,7 @@ def test_custom_architecture_attribution(which):
     ],
 )
 def test_root_causes_never_count_more_than_exists(target):
-    from plancheck.render.report import render
+    from plancheck.render import render
 
     report = check(fixture("Dataset901_CTIsotropic"), fixture(*target), "3d_fullres")
     s = report.summary
@@ -301,7 +301,7 @@ def test_root_causes_never_count_more_than_exists(target):
 def test_a_combination_is_one_short_line_with_its_values_in_json():
     import json
 
-    from plancheck.render.report import render
+    from plancheck.render import render
 
     report = check(fixture("Dataset901_CTIsotropic"), fixture("Dataset902_CTAnisotropic", "nnUNetResEncUNetLPlans"))
     (rc,) = [rc for rc in report.root_causes if rc.group and rc.cause.parameter.endswith(" together")]
@@ -327,7 +327,7 @@ def test_wide_values_are_summarised_in_the_table_and_whole_in_json():
     """The cascade's labels, identical on both sides, are one short cell; the JSON keeps the dicts."""
     import json
 
-    from plancheck.render.report import render
+    from plancheck.render import render
 
     path = fixture("Dataset901_CTIsotropic")
     dj = load(path.parent / "dataset.json")
@@ -347,7 +347,7 @@ def test_wide_values_are_summarised_in_the_table_and_whole_in_json():
 
 
 def test_a_trainer_difference_is_named_as_the_cause():
-    from plancheck.render.report import render
+    from plancheck.render import render
 
     path = fixture("Dataset901_CTIsotropic")
     report = check(path, path, target_trainer="nnUNetTrainerBN")

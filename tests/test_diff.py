@@ -26,7 +26,7 @@ from plancheck.compare.plansdiff import (
     diff,
     preprocessing_warnings,
 )
-from plancheck.render.report import render
+from plancheck.render import render
 
 D901 = "Dataset901_CTIsotropic"
 D902 = "Dataset902_CTAnisotropic"

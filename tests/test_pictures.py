@@ -287,7 +287,7 @@ def test_matrix_page_rows_link_to_their_detail(run_cli, tmp_path):
 
 
 def test_markdown_has_a_mermaid_diagram_of_both_networks():
-    from plancheck.render.report import render
+    from plancheck.render import render
 
     report = report_of("depth-resenc")
     text = render(report, "markdown", verbose=False)
@@ -305,7 +305,7 @@ def test_markdown_has_a_mermaid_diagram_of_both_networks():
 
 
 def test_compatible_markdown_diagram_marks_nothing():
-    from plancheck.render.report import render
+    from plancheck.render import render
 
     text = render(report_of("compatible"), "markdown")
     block = text.split("```mermaid\n", 1)[1].split("```", 1)[0]

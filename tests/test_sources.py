@@ -675,7 +675,7 @@ def test_directory_that_is_neither(tmp_path, run_cli):
 
 def test_2d_checkpoint_checked_as_3d_names_the_dimension(store):
     """A 2D checkpoint checked with -c 3d_fullres: the cause is the weights' dimension, not "(unexplained)"."""
-    from plancheck.render.report import render
+    from plancheck.render import render
 
     report = check(store.paths["2d.pth"], fixture(D906), configuration="3d_fullres")
     assert not report.compatible

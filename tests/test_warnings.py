@@ -89,7 +89,7 @@ def _channel_warnings(report) -> list[str]:
 def test_swapped_channels_are_warned_first_in_every_format(tmp_path):
     import json
 
-    from plancheck.render.report import render
+    from plancheck.render import render
 
     target = _target_folder(tmp_path, channels={"0": "ADC", "1": "T2"})
     report = check(fixture(D903), target / "nnUNetPlans.json")
@@ -115,7 +115,7 @@ def test_swapped_channels_are_warned_first_in_every_format(tmp_path):
 def test_channel_names_compare_case_insensitively(tmp_path):
     import json
 
-    from plancheck.render.report import render
+    from plancheck.render import render
 
     target = _target_folder(tmp_path, channels={"0": "t2", "1": "adc"})
     report = check(fixture(D903), target / "nnUNetPlans.json")
@@ -140,7 +140,7 @@ def test_no_channel_warning_without_both_dataset_jsons(tmp_path):
     (target / "dataset.json").unlink()
     report = check(fixture(D903), target / "nnUNetPlans.json")
     assert _channel_warnings(report) == []
-    from plancheck.render.report import render
+    from plancheck.render import render
 
     channels = json.loads(render(report, "json"))["channels"]
     assert channels[0]["target"] == {"name": None, "scheme": "ZScoreNormalization"}

@@ -267,7 +267,7 @@ def check_command(
             $nnUNet_preprocessed (with -p).
     """
     from plancheck.check import check_target, prepare_source
-    from plancheck.render.report import render
+    from plancheck.render import render
 
     fix_only = {"--out": out, "--plans-name": plans_name, "--strategy": strategy, "--force": force,
                 "--dry-run": dry_run}
@@ -313,9 +313,8 @@ def _fix(prepared: t.Any, result: t.Any, *, fmt: str, out: str | None, plans_nam
     import json
 
     from plancheck.check import check_target
-    import plancheck.render.fix  # noqa: F401  (registers the renderers of FixResult)
     from plancheck.remedies.fix import Unfixable, plan_fix, write_fix
-    from plancheck.render.report import render
+    from plancheck.render import render
 
     report = result.report
     try:
@@ -375,7 +374,7 @@ def _check_transfer(prepared: t.Any, result: t.Any, strategy: str, channel_map: 
     """check --transfer: the usual report, plus the per-part shares a transfer would reach."""
     import json
 
-    from plancheck.render.report import render
+    from plancheck.render import render
     from plancheck.render.transfer import plan_markdown, plan_text
     from plancheck.transfer import plan_for
     from plancheck.remedies.transfer_plan import parse_channel_map
@@ -458,8 +457,7 @@ def transfer_command(
                 2 usage error or OUT exists, 3 input that cannot be read,
                 4 internal error, 5 the written file failed the read-back check (removed).
     """
-    import plancheck.render.transfer  # noqa: F401  (registers the renderers)
-    from plancheck.render.report import render
+    from plancheck.render import render
     from plancheck.transfer import transfer
 
     _check_html(html)
@@ -550,7 +548,7 @@ def diff_command(
                 2 usage error, 3 input that cannot be read.
     """
     from plancheck.compare.plansdiff import diff
-    from plancheck.render.report import render
+    from plancheck.render import render
     from plancheck.inputs.sources import resolve_target
 
     a = resolve_target(plans_a, plans_identifier=plans_identifier, target_dataset_json=dataset_json_a)
@@ -624,7 +622,7 @@ def matrix_command(
     be checked.
     """
     from plancheck.matrix import matrix
-    from plancheck.render.report import render
+    from plancheck.render import render
 
     if (force or strategy != "architecture") and not fix:
         raise UsageError("--force and --strategy only make sense with --fix")
@@ -728,8 +726,7 @@ def verify_command(
     over --gpu-memory; 2 usage error or a CPU run over the limits without --force;
     3 input that cannot be read.
     """
-    from plancheck.render.report import render
-    import plancheck.render.verify  # noqa: F401  (registers the renderers)
+    from plancheck.render import render
     from plancheck.verify import verify
 
     _check_html(html)

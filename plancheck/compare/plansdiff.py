@@ -25,11 +25,10 @@ This module imports neither torch nor nnU-Net (importing ``nnunetv2`` imports to
 from __future__ import annotations
 
 import copy
-import enum
 import json
 import os
 import typing as t
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 
 from plancheck.errors import ConfigurationNotFound, PlansError, UsageError
 from plancheck.compare.jsondiff import differences
@@ -45,7 +44,7 @@ from plancheck.inputs.plans import (
     load_plans,
     resolve_configuration,
 )
-from plancheck.render.report import OutputFormat, register
+from plancheck.records.diff import BLOCKING, Category, ChangeKind, PlanChange, PlansDiff
 
 __all__ = [
     "BLOCKING",
@@ -61,124 +60,6 @@ __all__ = [
 Json = t.Any
 PlansInput = t.Union[str, "os.PathLike[str]", dict, PlansFile]
 DatasetInput = t.Union[str, "os.PathLike[str]", dict, DatasetJson]
-
-
-class Category(str, enum.Enum):
-    """What a difference does to a fine-tuning run (the order is the report order)."""
-
-    ARCHITECTURE = "architecture"  #: weight shapes or state_dict keys change
-    IO = "io"  #: input channels, labels or regions change
-    PREPROCESSING = "preprocessing"  #: weights load; the network sees other data
-    TRAINING = "training"  #: patch size, batch size, batch_dice, shape-neutral settings
-    IDENTITY = "identity"  #: names and statistics that change nothing
-
-    def __str__(self) -> str:
-        return self.value
-
-
-#: Categories whose differences make ``plancheck diff`` exit 1 (an ``io`` difference only when
-#: it changes the number of input channels: see :attr:`PlanChange.blocking`).
-BLOCKING = frozenset({Category.ARCHITECTURE})
-
-
-class ChangeKind(str, enum.Enum):
-    """What happened at a path (:func:`plancheck.compare.jsondiff.differences` yields these values)."""
-
-    CHANGED = "changed"
-    ADDED = "added"  #: only in B
-    REMOVED = "removed"  #: only in A
-    TYPE_CHANGED = "type_changed"
-
-    def __str__(self) -> str:
-        return self.value
-
-
-@dataclass(frozen=True, slots=True)
-class PlanChange:
-    """One difference between two plans.
-
-    ``path`` is canonical: the path in the resolved view (``configurations.<A's name>.…``
-    for a configuration field, the key for a plan-wide field, ``dataset.json:…`` for a
-    dataset.json field). ``source_path`` and ``target_path`` are the paths as they stand
-    in file A and file B (``None`` on the side that lacks the field).
-    """
-
-    path: FieldPath
-    category: Category
-    kind: str
-    source: Json
-    target: Json
-    source_path: FieldPath | None
-    target_path: FieldPath | None
-    note: str = ""
-    #: An ``io`` difference that changes the number of input channels (the first conv's shape).
-    input_channels: bool = False
-
-    @property
-    def blocking(self) -> bool:
-        """The weights would not load: an architecture difference, or one that changes the input channels.
-
-        Labels and regions change only the segmentation head, which nnU-Net never loads;
-        another channel at the same position loads too (``check`` warns about it).
-        """
-        return self.category in BLOCKING or (self.category is Category.IO and self.input_channels)
-
-    def to_dict(self) -> dict[str, Json]:
-        return {
-            "category": self.category.value,
-            "path": format_path(self.path),
-            "source_path": None if self.source_path is None else format_path(self.source_path),
-            "target_path": None if self.target_path is None else format_path(self.target_path),
-            "kind": str(self.kind),
-            "source": self.source,
-            "target": self.target,
-            "note": self.note,
-            "blocking": self.blocking,
-        }
-
-
-@dataclass(frozen=True)
-class PlansDiff:
-    """The differences between plans A and plans B, in report order."""
-
-    a: str
-    b: str
-    configurations: tuple[tuple[str, str], ...]
-    changes: tuple[PlanChange, ...]
-    notes: tuple[str, ...] = ()
-    #: Per configuration pair, the resolved ``architecture`` of A and of B (for pictures; not in to_dict()).
-    architectures: tuple[tuple[Json, Json], ...] = field(default=(), compare=False, repr=False)
-
-    def by_category(self) -> dict[Category, tuple[PlanChange, ...]]:
-        """Changes grouped by category, in :class:`Category` order; categories without changes are left out."""
-        groups = {cat: tuple(c for c in self.changes if c.category is cat) for cat in Category}
-        return {cat: changes for cat, changes in groups.items() if changes}
-
-    @property
-    def has_blocking(self) -> bool:
-        """True when an ``architecture`` difference, or one of the input channels, exists
-        (``plancheck diff`` exits 1)."""
-        return any(c.blocking for c in self.changes)
-
-    @property
-    def summary(self) -> dict[str, int]:
-        return {cat.value: sum(1 for c in self.changes if c.category is cat) for cat in Category}
-
-    def to_dict(self) -> dict[str, Json]:
-        return {
-            "a": self.a,
-            "b": self.b,
-            "configurations": [{"a": a, "b": b} for a, b in self.configurations],
-            "changes": [c.to_dict() for c in self.changes],
-            "summary": self.summary,
-            "blocking": self.has_blocking,
-            "notes": list(self.notes),
-        }
-
-    def __str__(self) -> str:
-        from plancheck.render.report import render
-
-        return render(self, OutputFormat.TEXT)
 
 
 # --- classification -------------------------------------------------------------------------------------------------
@@ -643,7 +524,7 @@ def _rounded(value: Json) -> Json:
     return value
 
 
-def _short(value: Json, width: int = 60) -> str:
+def short_value(value: Json, width: int = 60) -> str:
     """A value for a table cell: strings whole, numbers to 6 significant digits, long lists compacted."""
     if isinstance(value, str):
         return value
@@ -657,7 +538,7 @@ def _short(value: Json, width: int = 60) -> str:
 def _shown(change: PlanChange, side: str) -> str:
     if (side == "A" and change.kind == ChangeKind.ADDED) or (side == "B" and change.kind == ChangeKind.REMOVED):
         return "absent"
-    return _short(change.source if side == "A" else change.target)
+    return short_value(change.source if side == "A" else change.target)
 
 
 def display_path(change: PlanChange, *, sep: str = " ") -> str:
@@ -767,95 +648,3 @@ def _statistics_sentence(
                  f"{names[1]} with {_reads(name_b, read_b)}"]
         how = "; ".join(sides)
     return f"{head} differ ({format_path(group)}; {shown}): {how}"
-
-
-# --- renderers ------------------------------------------------------------------------------------------------------
-
-
-def _cell(change: PlanChange, side: str, width: int) -> str:
-    if (side == "A" and change.kind == ChangeKind.ADDED) or (side == "B" and change.kind == ChangeKind.REMOVED):
-        return "(absent)"
-    return _short(change.source if side == "A" else change.target, width)
-
-
-def _verdict(result: PlansDiff) -> str:
-    s = result.summary
-    channels = sum(1 for c in result.changes if c.category is Category.IO and c.input_channels)
-    if result.has_blocking:
-        return (
-            f"BLOCKING: {s['architecture']} architecture and {channels} input-channel difference(s); "
-            "pretrained weights may not load as they are"
-        )
-    if s["io"]:
-        return (
-            f"NOT BLOCKING: no architecture or input-channel difference; {s['io']} io difference(s) in labels, "
-            "regions or channel names change only the segmentation head (never loaded) or what a channel holds"
-        )
-    if result.changes:
-        return "NOT BLOCKING: no architecture or io difference"
-    return "IDENTICAL: no difference in the compared fields"
-
-
-def _header(result: PlansDiff) -> list[str]:
-    configs_a = ", ".join(a for a, _ in result.configurations) or "no configuration"
-    configs_b = ", ".join(b for _, b in result.configurations) or "no configuration"
-    return [f"A  {result.a} [{configs_a}]", f"B  {result.b} [{configs_b}]"]
-
-
-def _summary_line(result: PlansDiff) -> str:
-    return ", ".join(f"{n} {cat}" for cat, n in result.summary.items())
-
-
-def _rows(result: PlansDiff, path_sep: str, width: int, escape: t.Callable[[str], str]) -> tuple[list[list[str]], bool]:
-    has_notes = any(c.note for c in result.changes)
-    rows = []
-    for category, changes in result.by_category().items():
-        for i, change in enumerate(changes):
-            row = [
-                category.value if i == 0 else "",
-                escape(display_path(change, sep=path_sep)),
-                escape(_cell(change, "A", width)),
-                escape(_cell(change, "B", width)),
-            ]
-            if has_notes:
-                row.append(escape(change.note))
-            rows.append(row)
-    return rows, has_notes
-
-
-@register(PlansDiff, OutputFormat.TEXT)
-def _diff_text(result: PlansDiff, verbose: bool) -> str:
-    from tabulate import tabulate
-
-    parts = ["\n".join([_verdict(result), *_header(result)])]
-    rows, has_notes = _rows(result, "\n", 60, lambda s: s)
-    if rows:
-        headers = ["category", "path", "A", "B"] + (["note"] if has_notes else [])
-        parts.append(tabulate(rows, headers=headers, tablefmt="simple", disable_numparse=True))
-    parts.append(_summary_line(result))
-    if result.notes:
-        parts.append("Notes\n" + "\n".join(f"- {n}" for n in result.notes))
-    return "\n\n".join(parts) + "\n"
-
-
-@register(PlansDiff, OutputFormat.MARKDOWN)
-def _diff_markdown(result: PlansDiff, verbose: bool) -> str:
-    from tabulate import tabulate
-
-    def escape(text: str) -> str:
-        return text.replace("|", "\\|")
-
-    parts = ["## plancheck diff", f"**{_verdict(result)}**", "\n".join(f"- {line}" for line in _header(result))]
-    rows, has_notes = _rows(result, "<br>", 80, escape)
-    if rows:
-        headers = ["category", "path", "A", "B"] + (["note"] if has_notes else [])
-        parts.append(tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True))
-    parts.append(_summary_line(result))
-    if result.notes:
-        parts.append("### Notes\n\n" + "\n".join(f"- {n}" for n in result.notes))
-    return "\n\n".join(parts) + "\n"
-
-
-@register(PlansDiff, OutputFormat.JSON)
-def _diff_json(result: PlansDiff, verbose: bool) -> str:
-    return json.dumps(result.to_dict(), indent=2) + "\n"

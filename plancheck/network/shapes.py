@@ -12,7 +12,7 @@ import math
 import typing as t
 from dataclasses import dataclass
 
-__all__ = ["SEG_HEAD_MARKER", "ShapeTable", "is_head", "numel"]
+__all__ = ["SEG_HEAD_MARKER", "ShapeTable", "format_shape", "is_head", "numel"]
 
 #: nnU-Net's loader skips every key that contains this string (``load_pretrained_weights``).
 SEG_HEAD_MARKER = ".seg_layers."
@@ -57,3 +57,9 @@ class ShapeTable:
 
     def parameter_count(self) -> int:
         return sum(numel(self.shapes[group[0]]) for group in self.groups)
+
+
+def format_shape(shape: Shape | None) -> str:
+    """``[32, 1, 3, 3]``; ``—`` for a tensor that is absent."""
+    return "—" if shape is None else "[" + ", ".join(str(s) for s in shape) + "]"
+

@@ -11,6 +11,7 @@ import typing as t
 from dataclasses import dataclass, field
 
 from plancheck.network.shapes import Shape, numel
+from plancheck.records.base import Rendered
 
 if t.TYPE_CHECKING:
     from plancheck.network.layout import CheckLayout
@@ -281,7 +282,7 @@ class SideSummary:
 
 
 @dataclass(frozen=True, slots=True)
-class Report:
+class Report(Rendered):
     """The answer to: will ``-pretrained_weights`` from the source load into the target?"""
 
     compatible: bool
@@ -322,8 +323,3 @@ class Report:
 
     def problems(self) -> tuple[TensorRow, ...]:
         return tuple(r for r in self.tensors if r.status in FAILING)
-
-    def __str__(self) -> str:
-        from plancheck.render.report import render
-
-        return render(self, "text")

@@ -30,26 +30,32 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import difflib
-import enum
 import json
 import math
 import os
 import re
 import typing as t
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 from plancheck._nnunet import captured_warnings, quiet
 from plancheck.atomic import atomic_write_text
 from plancheck.remedies.commands import device_note, trainer_note
 from plancheck.errors import FixError, InputError, OutputExists, PlancheckError, Unfixable, UsageError
-from plancheck.network.planner import PlannerReference, estimate_vram, planner_batch_size, planner_reference
+from plancheck.network.planner import (
+    PatchDecision,
+    choose_patch_size,
+    estimate_vram,
+    planner_batch_size,
+    planner_reference,
+    stride_divisor,
+)
 from plancheck.inputs.plans import LEGACY_ARCHITECTURE_KEYS, PlansFile, resolve_configuration
-from plancheck.render.report import OutputFormat
+from plancheck.options import FixStrategy as Strategy
+from plancheck.records.fix import FixResult, plans_json
 from plancheck.network.spec import Side, prepare_side
 
 if t.TYPE_CHECKING:
-    from plancheck.compare.plansdiff import PlanChange
+    pass
 
 __all__ = [
     "DEFAULT_CHECKPOINT",
@@ -78,252 +84,6 @@ DEFAULT_CHECKPOINT = "PATH/TO/checkpoint_final.pth"
 #: Key prefixes that DDP and torch.compile put in front of every state_dict key.
 KNOWN_KEY_PREFIXES = ("module.", "_orig_mod.")
 
-
-
-class Strategy(str, enum.Enum):
-    """How ``--fix`` makes the weights load."""
-
-    ARCHITECTURE = "architecture"  #: the source's network in the target's plans
-    MOVE = "move"  #: the source's whole plans, moved to the target dataset (nnU-Net's move)
-
-    def __str__(self) -> str:
-        return self.value
-
-
-# --- patch size -----------------------------------------------------------------------------------------------------
-
-
-def stride_divisor(arch_kwargs: dict[str, Json], dim: int) -> tuple[int, ...] | None:
-    """Per axis, the product of the strides: the patch size must be divisible by it. ``None`` without strides."""
-    strides = arch_kwargs.get("strides")
-    if strides is None:
-        return None
-    if isinstance(strides, int):
-        n_stages = arch_kwargs.get("n_stages")
-        strides = [strides] * int(n_stages if isinstance(n_stages, int) else 1)
-    divisor = [1] * dim
-    for stage in strides:
-        per_axis = [stage] * dim if isinstance(stage, int) else list(stage)
-        if len(per_axis) != dim:
-            raise FixError(f"strides {strides} do not have {dim} axes")
-        for axis, s in enumerate(per_axis):
-            divisor[axis] *= int(s)
-    return tuple(divisor)
-
-
-def _nearest_multiple(value: float, step: int, low: int, high: float) -> int:
-    """The multiple of ``step`` in [low, high] nearest ``value`` (a tie goes to the smaller).
-
-    ``low`` is a multiple of ``step``; ``high`` is one too, or infinite.
-    """
-    k_min = low // step
-    k_max = math.inf if high == math.inf else int(high // step)
-    candidates = {min(max(k, k_min), k_max) for k in (math.floor(value / step), math.ceil(value / step))}
-    best = min(candidates, key=lambda k: (abs(k * step - value), k))
-    return int(best * step)
-
-
-def choose_patch_size(
-    old: t.Sequence[int],
-    divisor: t.Sequence[int],
-    median: t.Sequence[float] | None,
-    min_edge: int,
-    *,
-    keep_valid: bool = True,
-) -> tuple[tuple[int, ...], tuple[str, ...]]:
-    """A patch size valid for the strides, and the preferences given up for it (one sentence each).
-
-    With ``keep_valid`` (the default), a patch that already keeps the hard rules is kept
-    as it is: nnU-Net's planner chose it for this dataset (only memory may then force a
-    change, which :func:`plan_fix` decides and reports). Hard rules: every axis is a
-    multiple of ``divisor`` (the product of the strides along it), and the bottleneck
-    (patch / divisor) holds at least two voxels, because nnU-Net's instance normalisation
-    cannot normalise a one-voxel feature map (training stops with "Expected more than 1
-    spatial element"). Among the valid sizes the one nearest ``old``
-    is taken (a tie goes to the smaller), within two preferences:
-
-    * not past the median image shape, read as nnU-Net's planner reads it: the median
-      rounded up to the next multiple of the divisor (the planner clips its patch to the
-      median, then pads it to that multiple);
-    * a bottleneck edge of at least ``min_edge``, the planner's ``UNet_featuremap_min_edge_length``.
-
-    When both cannot hold on an axis (strides that pool a thin axis often), the median
-    wins and the bottleneck edge is given up: keeping the edge would make most of each
-    patch padding along that axis, for memory and time on every step, while a short
-    bottleneck only limits what the deepest stage sees along that axis. When every axis
-    would end with a one-voxel bottleneck, the axis that overshoots its median least is
-    doubled. Each preference given up gets a sentence, and so does a patch that ends up
-    past the median by more than the target's old one.
-    """
-    dim = len(old)
-    divisor = [int(d) for d in divisor]
-    if keep_valid and all(int(o) % d == 0 and int(o) >= d for o, d in zip(old, divisor)) and math.prod(
-        int(o) // d for o, d in zip(old, divisor)
-    ) >= 2:
-        return tuple(int(o) for o in old), ()
-    medians = [None if median is None else float(median[a]) for a in range(dim)]
-    new: list[int] = []
-    for axis in range(dim):
-        d, med = divisor[axis], medians[axis]
-        lower = max(min_edge * d, d)
-        upper = math.inf if med is None else max(math.ceil(med / d) * d, d)
-        if lower <= upper:
-            new.append(_nearest_multiple(old[axis], d, lower, upper))
-        else:
-            new.append(_nearest_multiple(old[axis], d, d, upper))
-    given_up: list[str] = []
-    if math.prod(v // d for v, d in zip(new, divisor)) < 2:
-        # a single bottleneck voxel: raise the axis whose doubled size overshoots its median least
-        axis = min(range(dim), key=lambda a: (2 * divisor[a] / (medians[a] or 1.0), a))
-        new[axis] = 2 * divisor[axis]
-        given_up.append(
-            f"axis {axis} raised to {new[axis]} voxels (bottleneck 2): with the source's strides every other choice "
-            "leaves a one-voxel bottleneck, which nnU-Net's instance normalisation cannot train on; the deepest "
-            f"stage normalises over only {math.prod(v // d for v, d in zip(new, divisor))} voxels"
-        )
-    for axis in range(dim):
-        d, med, value = divisor[axis], medians[axis], new[axis]
-        lower = max(min_edge * d, d)
-        edge = value // d
-        if edge < min_edge and value < lower:
-            given_up.append(
-                f"bottleneck edge on axis {axis} is {edge} voxel{'s' if edge != 1 else ''}, below the planner's "
-                f"minimum of {min_edge}: the source's strides divide this axis by {d}, and a patch that keeps the "
-                f"minimum ({lower} voxels) would be {lower / med:.1f}x the median image size ({med:g} voxels), "
-                "mostly padding; the deepest stages see little context along this axis"
-                if med
-                else f"bottleneck edge on axis {axis} is {edge}, below the planner's minimum of {min_edge}"
-            )
-        if med is not None and value > med and value > old[axis]:
-            padding = 100.0 * (value - med) / value
-            given_up.append(
-                f"patch exceeds the median image shape on axis {axis} ({value} > {med:g} voxels): about "
-                f"{padding:.0f} % of each patch along this axis is padding, which costs memory and time but adds "
-                "no image content"
-            )
-    return tuple(new), tuple(given_up)
-
-
-@dataclass(frozen=True)
-class PatchDecision:
-    """How the patch size and the batch size were chosen for the new strides, and what that costs."""
-
-    old: tuple[int, ...]
-    new: tuple[int, ...]
-    divisor: tuple[int, ...]  #: per axis, the product of the new strides
-    median_shape: tuple[float, ...] | None
-    min_bottleneck_edge: int
-    given_up: tuple[str, ...]  #: one sentence per preference given up: which, and what it costs
-    memory_old: int | None  #: nnU-Net's estimate of the target's old network at the old patch size
-    memory_new: int | None  #: ... of the new network at the new patch size
-    memory_reference: float | None  #: the planner's reference, scaled to its GPU memory target
-    planner: PlannerReference | None
-    batch_size_old: int | None
-    batch_size_new: int | None
-    batch_size_reason: str
-    notes: tuple[str, ...] = ()
-
-    @property
-    def bottleneck(self) -> tuple[int, ...]:
-        return tuple(p // d for p, d in zip(self.new, self.divisor))
-
-    @property
-    def changed(self) -> bool:
-        return self.old != self.new or self.batch_size_old != self.batch_size_new
-
-    def to_dict(self) -> dict[str, Json]:
-        return {
-            "old": list(self.old),
-            "new": list(self.new),
-            "divisor": list(self.divisor),
-            "bottleneck": list(self.bottleneck),
-            "median_shape": None if self.median_shape is None else list(self.median_shape),
-            "min_bottleneck_edge": self.min_bottleneck_edge,
-            "given_up": list(self.given_up),
-            "memory": {
-                "old": self.memory_old,
-                "new": self.memory_new,
-                "reference": self.memory_reference,
-                "planner": None if self.planner is None else self.planner.to_dict(),
-            },
-            "batch_size": {"old": self.batch_size_old, "new": self.batch_size_new, "reason": self.batch_size_reason},
-            "notes": list(self.notes),
-        }
-
-
-# --- the result -----------------------------------------------------------------------------------------------------
-
-
-def plans_json(plans: dict[str, Json]) -> str:
-    """A plans file's text as nnU-Net writes it (``save_json(..., sort_keys=False)``: indent 4, file order)."""
-    return json.dumps(plans, indent=4, sort_keys=False)
-
-
-@dataclass(frozen=True)
-class FixResult:
-    """What ``--fix`` changes, where it writes, what it cost, and what to run next."""
-
-    strategy: Strategy
-    source: str
-    target: str
-    source_configuration: str
-    configuration: str  #: the configuration to train with the new plans
-    plans_name: str
-    path: str | None  #: where the new plans go (``None``: unknown, the target was a dict and no ``out``)
-    old_plans: dict[str, Json]
-    new_plans: dict[str, Json]
-    changes: tuple[PlanChange, ...]
-    data_identifier_kept: bool
-    data_identifier_note: str
-    patch: PatchDecision | None
-    warnings: tuple[str, ...]
-    commands: tuple[str, ...]
-    compatible: bool  #: the new plans pass the check (nnU-Net's loader rule on meta networks)
-    already_compatible: bool = False  #: nothing to fix: the target already loads the weights
-    notes: tuple[str, ...] = ()
-
-    @property
-    def changed(self) -> bool:
-        """Whether the new plans differ from the target's (no change: nothing is written)."""
-        return self.new_plans != self.old_plans
-
-    def new_text(self) -> str:
-        return plans_json(self.new_plans)
-
-    def unified_diff(self) -> str:
-        """The change as a unified diff of the two plans files (both as nnU-Net writes them)."""
-        old = plans_json(self.old_plans).splitlines(keepends=True)
-        new = plans_json(self.new_plans).splitlines(keepends=True)
-        lines = list(
-            difflib.unified_diff(old, new, fromfile=self.target, tofile=self.path or f"{self.plans_name}.json")
-        )
-        return "".join(line if line.endswith("\n") else line + "\n" for line in lines)
-
-    def to_dict(self) -> dict[str, Json]:
-        return {
-            "strategy": self.strategy.value,
-            "source": self.source,
-            "target": self.target,
-            "source_configuration": self.source_configuration,
-            "configuration": self.configuration,
-            "plans_name": self.plans_name,
-            "path": self.path,
-            "changed": self.changed,
-            "already_compatible": self.already_compatible,
-            "compatible": self.compatible,
-            "changes": [c.to_dict() for c in self.changes],
-            "data_identifier": {"kept": self.data_identifier_kept, "note": self.data_identifier_note},
-            "patch": None if self.patch is None else self.patch.to_dict(),
-            "warnings": list(self.warnings),
-            "commands": list(self.commands),
-            "notes": list(self.notes),
-        }
-
-    def __str__(self) -> str:
-        import plancheck.render.fix  # noqa: F401  (registers the renderers of FixResult)
-        from plancheck.render.report import render
-
-        return render(self, OutputFormat.TEXT)
 
 
 # --- unfixable cases ------------------------------------------------------------------------------------------------

@@ -36,6 +36,7 @@ import typing as t
 from dataclasses import dataclass, field
 
 from plancheck.errors import UsageError
+from plancheck.options import TransferStrategy as Strategy
 from plancheck.network.shapes import Shape, ShapeTable, is_head, numel
 
 __all__ = [
@@ -51,15 +52,6 @@ __all__ = [
     "parse_channel_map",
     "plan_transfer",
 ]
-
-
-class Strategy(str, enum.Enum):
-    EXACT = "exact"
-    ENCODER = "encoder"
-    ADAPT = "adapt"
-
-    def __str__(self) -> str:
-        return self.value
 
 
 class Action(str, enum.Enum):

@@ -1,15 +1,12 @@
-"""Renderers of ``--fix`` results (:class:`plancheck.remedies.fix.FixResult`): text and JSON.
-
-Importing this module registers them with :func:`plancheck.render.report.register`; the CLI and
-``FixResult.__str__`` import it before rendering a fix.
-"""
+"""Renderers of ``--fix`` results (:class:`plancheck.records.fix.FixResult`): text and JSON."""
 
 from __future__ import annotations
 
 import json
 
-from plancheck.remedies.fix import FixResult
-from plancheck.render.report import OutputFormat, register
+from plancheck.records.fix import FixResult
+from plancheck.options import OutputFormat
+from plancheck.render.registry import register
 
 __all__: list[str] = []
 

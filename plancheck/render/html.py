@@ -8,14 +8,14 @@ is still on the page (``<details>``), and printing opens them. Colours follow th
 reader's light or dark scheme (``prefers-color-scheme``); statuses, colours and legend
 lines come from :mod:`plancheck.render.vocabulary`.
 
-A new result type gets its page with :func:`page_for`::
+A new record gets its page as it gets any renderer, in the one registry
+(:func:`plancheck.render.registry.register` with the ``html`` format)::
 
-    @page_for(MyResult)
-    def _my_page(result) -> str:
+    @register(MyResult, HTML)
+    def _my_page(result, verbose) -> str:
         return page("plancheck mine", body)
 
-The transfer and verify pages are registered once their modules (which import torch) are
-loaded, so that ``plancheck diff`` still never imports torch.
+The records import no torch, so this module registers every page without importing any engine.
 
 Renderers read the frozen records; nothing here runs a check.
 """
@@ -27,10 +27,14 @@ import html
 import json
 import math
 import os
-import sys
 import typing as t
 
+from plancheck.records.diff import PlansDiff
+from plancheck.records.matrix import Matrix
 from plancheck.records.report import Report, Status, TensorRow
+from plancheck.records.transfer import TransferResult
+from plancheck.records.verify import VerifyResult
+from plancheck.render.registry import HTML, register, renderer_for
 from plancheck.render.vocabulary import (
     ALL_STATUSES,
     BLOCK_STATUSES,
@@ -48,7 +52,7 @@ from plancheck.render.vocabulary import (
 if t.TYPE_CHECKING:
     from plancheck.network.layout import Block, NetworkLayout
 
-__all__ = ["GENERATOR", "check_html_path", "check_section", "html_page", "is_plancheck_page", "page", "page_for",
+__all__ = ["GENERATOR", "check_html_path", "check_section", "html_page", "is_plancheck_page", "page",
            "transfer_section", "write_html"]
 
 GENERATOR = "plancheck"
@@ -56,26 +60,12 @@ Json = t.Any
 
 # --------------------------------------------------------------------------- page frame
 
-_PAGES: dict[type, t.Callable[[t.Any], str]] = {}
-
-
-def page_for(result_type: type) -> t.Callable[[t.Callable[[t.Any], str]], t.Callable[[t.Any], str]]:
-    """Register the page of a result type (a check Report, a PlansDiff, a Matrix, ...)."""
-    def deco(fn: t.Callable[[t.Any], str]) -> t.Callable[[t.Any], str]:
-        _PAGES[result_type] = fn
-        return fn
-
-    return deco
-
-
 def html_page(result: t.Any) -> str:
-    """The page of any registered result."""
-    _register_builtin()
-    for klass in type(result).__mro__:
-        fn = _PAGES.get(klass)
-        if fn is not None:
-            return fn(result)
-    raise TypeError(f"no HTML page for {type(result).__name__}")
+    """The page of any record that has one (the registry's ``html`` format)."""
+    renderer = renderer_for(type(result), HTML)
+    if renderer is None:
+        raise TypeError(f"no HTML page for {type(result).__name__}")
+    return renderer(result, True)
 
 
 def is_plancheck_page(path: str | os.PathLike[str]) -> bool:
@@ -1004,7 +994,7 @@ def _transfer_page(result: t.Any) -> str:
 
 def _verify_page(result: t.Any) -> str:
     from plancheck.render.verify import memory_rows
-    from plancheck.verify import GiB, _fmt_bytes, _fmt_seconds
+    from plancheck.records.units import GiB, bytes_text, seconds_text
 
     report = result.report
     out = ["<h1>Does the fine-tuning step run?</h1>",
@@ -1040,11 +1030,11 @@ def _verify_page(result: t.Any) -> str:
                 rows = []
                 for i, loss in enumerate(m.losses):
                     if i == 0:
-                        secs = (f'<td class="num">{_fmt_seconds(m.first_iteration_seconds)} '
+                        secs = (f'<td class="num">{seconds_text(m.first_iteration_seconds)} '
                                 '<span class="muted small">(the first, warm-up)</span></td>')
                     elif i == 1:
                         secs = (f'<td class="num" rowspan="{len(m.losses) - 1}">'
-                                f'{_fmt_seconds(m.seconds_per_iteration)} '
+                                f'{seconds_text(m.seconds_per_iteration)} '
                                 '<span class="muted small">each (their mean)</span></td>')
                     else:
                         secs = ""
@@ -1057,7 +1047,7 @@ def _verify_page(result: t.Any) -> str:
                 out.append(f'<p class="small">The loss is {finite}; it {trend}. Device: {_esc(m.device_name)}.'
                            "</p>")
         if result.expected_seconds is not None:
-            out.append(f'<p class="small">Expected before the run: about {_fmt_seconds(result.expected_seconds)}.</p>')
+            out.append(f'<p class="small">Expected before the run: about {seconds_text(result.expected_seconds)}.</p>')
         mem = memory_rows(result)
         if mem:
             out.append("<h2>Memory: measured, predicted, nnU-Net's estimate</h2>")
@@ -1072,7 +1062,7 @@ def _verify_page(result: t.Any) -> str:
         if result.gpu_memory is not None:
             fits = {True: "yes", False: "no", None: "unknown"}[result.fits]
             out.append(f"<p><b>Fits in --gpu-memory {result.gpu_memory / GiB:g} GiB: {fits}</b> (compared: "
-                       f"{_esc(_fmt_bytes(result.memory_compared))}).</p>")
+                       f"{_esc(bytes_text(result.memory_compared))}).</p>")
         if result.warnings:
             out.append("<h2>Warnings</h2>")
             out.append('<ul class="plain">' + "".join(f"<li>{_esc(x)}</li>" for x in result.warnings) + "</ul>")
@@ -1129,27 +1119,6 @@ def pytest_page(results: t.Sequence[t.Mapping[str, Json]], not_collected: t.Sequ
 
 # --------------------------------------------------------------------------- registration
 
-_registered = False
-
-
-def _register_builtin() -> None:
-    """Pages of the built-in results (lazy: matrix and plansdiff import this module's users).
-
-    The transfer and verify pages are registered once their modules are imported (they
-    import torch; ``plancheck diff`` must not): a result of theirs cannot exist before.
-    """
-    global _registered
-    for module, name, fn in (("plancheck.transfer", "TransferResult", _transfer_page),
-                             ("plancheck.verify", "VerifyResult", _verify_page)):
-        loaded = sys.modules.get(module)
-        if loaded is not None and hasattr(loaded, name):
-            _PAGES.setdefault(getattr(loaded, name), fn)
-    if _registered:
-        return
-    _registered = True
-    from plancheck.matrix import Matrix
-    from plancheck.compare.plansdiff import PlansDiff
-
-    _PAGES.setdefault(Report, _check_page)
-    _PAGES.setdefault(Matrix, _matrix_page)
-    _PAGES.setdefault(PlansDiff, _diff_page)
+for _record, _page in ((Report, _check_page), (Matrix, _matrix_page), (PlansDiff, _diff_page),
+                       (TransferResult, _transfer_page), (VerifyResult, _verify_page)):
+    register(_record, HTML)(lambda result, verbose, _page=_page: _page(result))

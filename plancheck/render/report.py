@@ -7,49 +7,15 @@ here; later modules register their own results through :func:`register`).
 
 from __future__ import annotations
 
-import enum
 import json
 import typing as t
 
+from plancheck.options import OutputFormat
 from plancheck.records.report import Report, Status, TensorRow
-from plancheck.network.shapes import Shape
+from plancheck.render.registry import RENDERERS, register, render
+from plancheck.network.shapes import format_shape
 
-__all__ = ["OutputFormat", "RENDERERS", "format_shape", "percent", "register", "render"]
-
-
-class OutputFormat(str, enum.Enum):
-    TEXT = "text"
-    JSON = "json"
-    MARKDOWN = "markdown"
-
-    def __str__(self) -> str:
-        return self.value
-
-
-Renderer = t.Callable[[t.Any, bool], str]
-#: (result type, format) -> renderer(result, verbose)
-RENDERERS: dict[tuple[type, OutputFormat], Renderer] = {}
-
-
-def register(result_type: type, fmt: OutputFormat) -> t.Callable[[Renderer], Renderer]:
-    def deco(fn: Renderer) -> Renderer:
-        RENDERERS[(result_type, fmt)] = fn
-        return fn
-
-    return deco
-
-
-def render(result: t.Any, fmt: str | OutputFormat = OutputFormat.TEXT, *, verbose: bool = True) -> str:
-    fmt = OutputFormat(fmt)
-    for klass in type(result).__mro__:
-        renderer = RENDERERS.get((klass, fmt))
-        if renderer is not None:
-            return renderer(result, verbose)
-    raise TypeError(f"no {fmt} renderer for {type(result).__name__}")
-
-
-def format_shape(shape: Shape | None) -> str:
-    return "—" if shape is None else "[" + ", ".join(str(s) for s in shape) + "]"
+__all__ = ["OutputFormat", "RENDERERS", "format_shape", "percent", "register", "render"]  # the last two: /registry
 
 
 def format_value(value: t.Any) -> str:

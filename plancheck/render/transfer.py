@@ -1,4 +1,4 @@
-"""Renderers of a transfer (text, JSON, Markdown), registered with :mod:`plancheck.render.report`.
+"""Renderers of a transfer (:class:`plancheck.records.transfer.TransferResult`): text, JSON and Markdown.
 
 The per-part table (stem, encoder, decoder, head: the share of parameters that came from
 the source) is shared by ``transfer`` and ``check --transfer``; the tensor table lists each
@@ -12,9 +12,11 @@ from __future__ import annotations
 import json
 import typing as t
 
-from plancheck.render.report import OutputFormat, format_shape, register
-from plancheck.transfer import TransferResult
+from plancheck.network.shapes import format_shape
+from plancheck.options import OutputFormat
+from plancheck.records.transfer import TransferResult
 from plancheck.remedies.transfer_plan import Action, TensorPlan, TransferPlan
+from plancheck.render.registry import register
 
 __all__ = ["plan_markdown", "plan_text"]
 

@@ -1,11 +1,13 @@
-"""Renderers of :class:`plancheck.verify.VerifyResult`: text, JSON and Markdown, registered with
-:mod:`plancheck.render.report`."""
+"""Renderers of :class:`plancheck.records.verify.VerifyResult`: text, JSON and Markdown."""
 
 from __future__ import annotations
 
 import json
-from plancheck.render.report import OutputFormat, register, render
-from plancheck.verify import GiB, VerifyResult, _fmt_bytes, _fmt_seconds
+
+from plancheck.options import OutputFormat
+from plancheck.records.units import GiB, bytes_text, seconds_text
+from plancheck.records.verify import VerifyResult
+from plancheck.render.registry import register, render
 
 __all__ = ["memory_rows"]
 
@@ -23,19 +25,19 @@ def memory_rows(result: VerifyResult) -> list[tuple[str, str]]:
     measured: int | None = None
     if m is not None and m.peak_allocated is not None:
         measured = m.peak_allocated
-        rows.append(("measured peak allocated (torch.cuda.max_memory_allocated)", _fmt_bytes(m.peak_allocated)))
-        rows.append(("measured peak reserved (torch.cuda.max_memory_reserved)", _fmt_bytes(m.peak_reserved)))
+        rows.append(("measured peak allocated (torch.cuda.max_memory_allocated)", bytes_text(m.peak_allocated)))
+        rows.append(("measured peak reserved (torch.cuda.max_memory_reserved)", bytes_text(m.peak_reserved)))
     if m is not None and m.cpu_peak_delta is not None:
         measured = m.cpu_peak_delta
         rows.append(("measured CPU allocation delta of the steps (torch.profiler, PyTorch's CPU allocator)",
-                     _fmt_bytes(m.cpu_peak_delta)))
+                     bytes_text(m.cpu_peak_delta)))
     if p is not None:
         where = p.device if p.simulated_on == p.device else f"{p.device}, simulated on {p.simulated_on}"
         if m is not None and m.cpu_peak_delta is not None:
             rows.append((f"predicted delta of the steps (fake tensors, MemTracker; {where})",
-                         _fmt_bytes(p.step_bytes) + _rel(p.step_bytes, measured)))
+                         bytes_text(p.step_bytes) + _rel(p.step_bytes, measured)))
         rows.append((f"predicted peak (fake tensors, MemTracker; {where})",
-                     _fmt_bytes(p.peak_bytes) + ("" if m is None or m.cpu_peak_delta is not None
+                     bytes_text(p.peak_bytes) + ("" if m is None or m.cpu_peak_delta is not None
                                                  else _rel(p.peak_bytes, measured))))
     if e is not None:
         if e.estimate is None:
@@ -45,7 +47,7 @@ def memory_rows(result: VerifyResult) -> list[tuple[str, str]]:
             rows.append((
                 f"nnU-Net's estimate ({e.planner}: compute_conv_feature_map_size)",
                 f"{e.estimate:.4g} (reference {e.reference:.4g} at batch {e.reference_batch_size} = "
-                f"{e.reference_gb:g} GB); implied {_fmt_bytes(implied)} at batch {e.batch_size}"
+                f"{e.reference_gb:g} GB); implied {bytes_text(implied)} at batch {e.batch_size}"
                 + ("" if m is None or m.peak_allocated is None else _rel(implied, measured)),
             ))
     return rows
@@ -80,10 +82,10 @@ def _text(result: VerifyResult, verbose: bool) -> str:
             trend = {True: "falls", False: "does not fall", None: ""}[m.loss_fell]
             finite = "" if m.losses_finite else " NOT FINITE"
             lines.append(f"Loss: {', '.join(f'{v:.4f}' for v in m.losses)}{finite}" + (f" ({trend})" if trend else ""))
-            lines.append(f"Time per iteration after the first: {_fmt_seconds(m.seconds_per_iteration)} "
-                         f"(first {_fmt_seconds(m.first_iteration_seconds)}; device {m.device_name})")
+            lines.append(f"Time per iteration after the first: {seconds_text(m.seconds_per_iteration)} "
+                         f"(first {seconds_text(m.first_iteration_seconds)}; device {m.device_name})")
     if result.expected_seconds is not None:
-        lines.append(f"Expected before the run: about {_fmt_seconds(result.expected_seconds)}")
+        lines.append(f"Expected before the run: about {seconds_text(result.expected_seconds)}")
     rows = memory_rows(result)
     if rows:
         lines.append("Memory:")
@@ -92,7 +94,7 @@ def _text(result: VerifyResult, verbose: bool) -> str:
     if result.gpu_memory is not None:
         fits = {True: "yes", False: "NO", None: "unknown"}[result.fits]
         lines.append(f"Fits in --gpu-memory {result.gpu_memory / GiB:g} GiB: {fits} "
-                     f"(compared: {_fmt_bytes(result.memory_compared)})")
+                     f"(compared: {bytes_text(result.memory_compared)})")
     notes = [*result.notes, *(result.prediction.notes if result.prediction else ()),
              *(result.nnunet_estimate.notes if result.nnunet_estimate else ())]
     if result.warnings:
