@@ -141,8 +141,14 @@ def _fix_target(rows: list[MatrixRow], items: list[tuple[int, t.Any, t.Any]], *,
                 else f"the fix of the other configurations in {outcome.plans_name} does not let this one load",
             )
         return
+    from plancheck.fix import read_back_check, recheck_options
+
+    # the file takes its name only when, read back, it loads every configuration its plan says it fixes
+    checks = [(prep, recheck_options(result, outcome.configuration, target_options))
+              for _, prep, result, outcome in planned if outcome.compatible]
     try:
-        path = write_fix(planned[0][3], force=force)
+        read_back = read_back_check(checks, planned[0][3].path) if checks else None
+        path = write_fix(planned[0][3], force=force, check=read_back)
     except OutputExists as e:
         for index, _, _, outcome in planned:
             rows[index] = replace(rows[index], fixable=outcome.compatible, fix_note=f"not written: {e.message}")
@@ -152,13 +158,9 @@ def _fix_target(rows: list[MatrixRow], items: list[tuple[int, t.Any, t.Any]], *,
             rows[index] = replace(rows[index], fixable=True, error=f"--fix could not write: {e}")
         return
     for index, prep, result, outcome in planned:
-        dataset_json = result.target.dataset_json
         try:
-            after = check_target(
-                prep, path, target_configuration=outcome.configuration,
-                **{**target_options, "explain": False,
-                   "target_dataset_json": None if dataset_json is None else (dataset_json.path or dataset_json.data)},
-            ).report
+            after = check_target(prep, path, **{**recheck_options(result, outcome.configuration, target_options),
+                                                "explain": False}).report
         except PlancheckError as e:
             rows[index] = replace(rows[index], fixable=outcome.compatible, fixed_path=path, fixed_compatible=False,
                                   fix_note=f"wrote {outcome.plans_name}, which cannot be checked again: {e.message}")

@@ -254,8 +254,8 @@ def test_matrix_counts_only_what_the_written_file_loads(run_cli, tmp_path, monke
     target = pathlib.Path(shutil.copytree(FIXTURES / "Dataset902_CTAnisotropic", tmp_path / "t")) / "nnUNetPlans.json"
     real_write = fix.write_fix
 
-    def write_then_spoil(result, *, force=False):
-        path = real_write(result, force=force)
+    def write_then_spoil(result, *, force=False, check=None):
+        path = real_write(result, force=force, check=check)  # the read-back passes: the spoiling comes after
         plans = load(path)
         plans["configurations"]["2d"] = load(target)["configurations"]["2d"]  # the 2d fix is lost on disk
         pathlib.Path(path).write_text(json.dumps(plans))
@@ -266,6 +266,27 @@ def test_matrix_counts_only_what_the_written_file_loads(run_cli, tmp_path, monke
     rows = {r["configuration"]: r for r in json.loads(out)["rows"]}
     assert code == 1
     assert rows["3d_fullres"]["fixed_compatible"] is True and rows["2d"]["fixed_compatible"] is False
+
+
+def test_matrix_fix_reads_the_file_back_before_it_takes_its_name(run_cli, tmp_path, monkeypatch):
+    """matrix --fix checks the written plans as --fix does: a file that does not load is never given its name."""
+    from plancheck.records.fix import FixResult
+
+    target = pathlib.Path(shutil.copytree(FIXTURES / "Dataset902_CTAnisotropic", tmp_path / "t")) / "nnUNetPlans.json"
+    before = _listing(target.parent)
+    real_text = FixResult.new_text
+
+    def spoiled(self):
+        plans = json.loads(real_text(self))
+        plans["configurations"]["2d"] = load(target)["configurations"]["2d"]  # what is written is not what was planned
+        return json.dumps(plans)
+
+    monkeypatch.setattr(FixResult, "new_text", spoiled)
+    code, out, _ = run_cli("matrix", SOURCE, target, "-c", "3d_fullres", "-c", "2d", "--fix", "--format", "json")
+    rows = {r["configuration"]: r for r in json.loads(out)["rows"]}
+    assert code == 3
+    assert all("read-back" in rows[c]["error"] and rows[c]["fixed_path"] is None for c in ("3d_fullres", "2d"))
+    assert _listing(target.parent) == before
 
 
 def test_check_takes_one_configuration_and_points_to_matrix(run_cli, target_dir):

@@ -309,64 +309,14 @@ def check_command(
 
 def _fix(prepared: t.Any, result: t.Any, *, fmt: str, out: str | None, plans_name: str | None, strategy: str,
          force: bool, dry_run: bool, target_options: dict[str, t.Any]) -> int:
-    """--fix: plan the new plans, write them atomically (unless --dry-run), check again."""
-    import json
-
-    from plancheck.check import check_target
-    from plancheck.remedies.fix import Unfixable, plan_fix, write_fix
+    """--fix: plan the new plans, write them atomically (unless --dry-run), check again (:func:`plancheck.fix.fix`)."""
+    from plancheck.fix import fix
     from plancheck.render import render
 
-    report = result.report
-    try:
-        planned = plan_fix(prepared.side, result.target, strategy=strategy, plans_name=plans_name, out=out,
-                           **prepared.fix_options(target_options.get("target_trainer")))
-    except Unfixable as e:
-        if fmt == "json":
-            click.echo(json.dumps({"before": report.to_dict(), "fix": None, "written": None, "after": None,
-                                   "unfixable": {"message": e.message, "reasons": list(e.reasons),
-                                                 "options": list(e.options)}}, indent=2))
-        else:
-            click.echo(render(report, fmt, verbose=False), nl=False)
-            click.echo(f"\nCannot fix with plans: {e.message}\n{e.explanation}")
-        return int(ExitCode.INCOMPATIBLE)
-    if dry_run:
-        if fmt == "json":
-            click.echo(json.dumps({"before": report.to_dict(), "fix": planned.to_dict(), "written": None,
-                                   "after": None, "diff": planned.unified_diff()}, indent=2))
-        else:
-            click.echo(planned.unified_diff(), nl=False)
-            click.echo(render(planned, "text"), nl=False)
-            click.echo("(dry run: nothing written)")
-        return int(ExitCode.OK if planned.compatible else ExitCode.INCOMPATIBLE)
-    target_dj = result.target.dataset_json
-    recheck = dict(target_configuration=planned.configuration,
-                   target_dataset_json=None if target_dj is None else (target_dj.path or target_dj.data),
-                   **target_options)
-
-    def read_back(tmp: str) -> None:
-        """The written file, read back as nnU-Net would read it, must load the weights before it takes its name."""
-        from plancheck.errors import ReadBackError
-
-        try:
-            again = check_target(prepared, tmp, **{**recheck, "explain": False}).report
-        except PlancheckError as e:
-            raise ReadBackError(f"the written plans failed the read-back check: {e.message}; nothing was written",
-                                path=planned.path) from e
-        if not again.compatible:
-            stop = again.first_failure.key if again.first_failure else "?"
-            raise ReadBackError(f"the written plans failed the read-back check: nnU-Net would stop at {stop}; "
-                                "nothing was written", path=planned.path)
-
-    written = write_fix(planned, force=force, check=read_back)
-    after = check_target(prepared, written, **recheck).report
-    if fmt == "json":
-        click.echo(json.dumps({"before": report.to_dict(), "fix": planned.to_dict(), "written": written,
-                               "after": after.to_dict()}, indent=2))
-    else:
-        click.echo(render(planned, fmt if fmt == "text" else "text"), nl=False)
-        click.echo(f"Wrote {written}")
-        click.echo("Checked again: " + render(after, "text", verbose=False).splitlines()[0])
-    return int(ExitCode.OK if after.compatible else ExitCode.INCOMPATIBLE)
+    outcome = fix(prepared, result, out=out, plans_name=plans_name, strategy=strategy, force=force, dry_run=dry_run,
+                  target_options=target_options)
+    click.echo(render(outcome, fmt), nl=False)
+    return outcome.exit_code
 
 
 def _check_transfer(prepared: t.Any, result: t.Any, strategy: str, channel_map: str | None, *, fmt: str,

@@ -7,14 +7,16 @@ import json
 import typing as t
 from dataclasses import dataclass
 
+from plancheck.errors import ExitCode
 from plancheck.options import FixStrategy as Strategy
 from plancheck.records.base import Rendered
 
 if t.TYPE_CHECKING:
     from plancheck.network.planner import PatchDecision
     from plancheck.records.diff import PlanChange
+    from plancheck.records.report import Report
 
-__all__ = ['FixResult', 'plans_json']
+__all__ = ['FixOutcome', 'FixResult', 'Refusal', 'plans_json']
 
 Json = t.Any
 
@@ -83,3 +85,53 @@ class FixResult(Rendered):
             "commands": list(self.commands),
             "notes": list(self.notes),
         }
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """Why plans alone cannot make the weights load, and what to do instead (:class:`~plancheck.errors.Unfixable`)."""
+
+    message: str
+    reasons: tuple[str, ...]
+    options: tuple[str, ...]
+    explanation: str
+
+    def to_dict(self) -> dict[str, Json]:
+        return {"message": self.message, "reasons": list(self.reasons), "options": list(self.options)}
+
+
+@dataclass(frozen=True)
+class FixOutcome(Rendered):
+    """``check --fix`` from end to end: the check before, the fix planned, the file written, the check after.
+
+    Exactly one of: ``refusal`` (nothing planned), ``dry_run`` (planned, nothing written), or
+    ``written`` and ``after`` (the file, read back and checked before it took its name, and checked again).
+    """
+
+    before: Report
+    fix: FixResult | None = None
+    written: str | None = None
+    after: Report | None = None
+    refusal: Refusal | None = None
+    dry_run: bool = False
+
+    @property
+    def exit_code(self) -> int:
+        if self.fix is None:
+            return int(ExitCode.INCOMPATIBLE)
+        if self.after is None:
+            return int(ExitCode.OK if self.fix.compatible else ExitCode.INCOMPATIBLE)
+        return int(ExitCode.OK if self.after.compatible else ExitCode.INCOMPATIBLE)
+
+    def to_dict(self) -> dict[str, Json]:
+        out: dict[str, Json] = {
+            "before": self.before.to_dict(),
+            "fix": None if self.fix is None else self.fix.to_dict(),
+            "written": self.written,
+            "after": None if self.after is None else self.after.to_dict(),
+        }
+        if self.refusal is not None:
+            out["unfixable"] = self.refusal.to_dict()
+        elif self.dry_run and self.fix is not None:
+            out["diff"] = self.fix.unified_diff()
+        return out

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import json
 
-from plancheck.records.fix import FixResult
+from plancheck.records.fix import FixOutcome, FixResult
 from plancheck.options import OutputFormat
-from plancheck.render.registry import register
+from plancheck.render.registry import register, render
 
 __all__: list[str] = []
 
@@ -64,3 +64,29 @@ def _fix_text(result: FixResult, verbose: bool) -> str:
 @register(FixResult, OutputFormat.JSON)
 def _fix_json(result: FixResult, verbose: bool) -> str:
     return json.dumps(result.to_dict(), indent=2) + "\n"
+
+
+def _outcome_text(outcome: FixOutcome, fmt: str) -> str:
+    if outcome.refusal is not None:
+        return (render(outcome.before, fmt, verbose=False)
+                + f"\nCannot fix with plans: {outcome.refusal.message}\n{outcome.refusal.explanation}\n")
+    assert outcome.fix is not None
+    if outcome.after is None:
+        return outcome.fix.unified_diff() + render(outcome.fix, "text") + "(dry run: nothing written)\n"
+    return (render(outcome.fix, "text") + f"Wrote {outcome.written}\n"
+            + "Checked again: " + render(outcome.after, "text", verbose=False).splitlines()[0] + "\n")
+
+
+@register(FixOutcome, OutputFormat.TEXT)
+def _outcome_as_text(outcome: FixOutcome, verbose: bool) -> str:
+    return _outcome_text(outcome, "text")
+
+
+@register(FixOutcome, OutputFormat.MARKDOWN)
+def _outcome_markdown(outcome: FixOutcome, verbose: bool) -> str:
+    return _outcome_text(outcome, "markdown")
+
+
+@register(FixOutcome, OutputFormat.JSON)
+def _outcome_json(outcome: FixOutcome, verbose: bool) -> str:
+    return json.dumps(outcome.to_dict(), indent=2) + "\n"

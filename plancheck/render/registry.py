@@ -29,6 +29,7 @@ MODULES: dict[str, tuple[str, str]] = {
     "plancheck.records.report.Report": ("plancheck.render.report", _HTML_PAGES),
     "plancheck.records.diff.PlansDiff": ("plancheck.render.diff", _HTML_PAGES),
     "plancheck.records.fix.FixResult": ("plancheck.render.fix", _HTML_PAGES),
+    "plancheck.records.fix.FixOutcome": ("plancheck.render.fix", _HTML_PAGES),
     "plancheck.records.matrix.Matrix": ("plancheck.render.matrix", _HTML_PAGES),
     "plancheck.records.transfer.TransferResult": ("plancheck.render.transfer", _HTML_PAGES),
     "plancheck.records.verify.VerifyResult": ("plancheck.render.verify", _HTML_PAGES),
