@@ -133,18 +133,12 @@ def plan_for(prepared: PreparedSource, target: Side, strategy: Strategy | str = 
 # --------------------------------------------------------------------------- helpers
 
 
-def _plans_identifier(side: Side) -> str:
-    if side.plans.path:
-        return os.path.splitext(os.path.basename(side.plans.path))[0]
-    return side.plans.plans_name or "nnUNetPlans"
-
-
 def train_command(target: Side, out: str | None, trainer: str | None = None) -> str:
     """``nnUNetv2_train DATASET CONF FOLD -p PLANS [-tr TRAINER] -pretrained_weights OUT`` for the target
     (:mod:`plancheck.remedies.commands`: one rule for every printed command)."""
-    from plancheck.remedies.commands import train_command as command
+    from plancheck.remedies.commands import plans_identifier, train_command as command
 
-    return command(target.plans.dataset_name, target.configuration.name, None, _plans_identifier(target),
+    return command(target.plans.dataset_name, target.configuration.name, None, plans_identifier(target),
                    trainer=trainer, pretrained_weights=os.path.abspath(out) if out else "OUT.pth")
 
 

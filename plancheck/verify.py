@@ -223,11 +223,11 @@ def _trainer_path(name: str | None, allow: tuple[str, ...], ignore: bool) -> tup
 
 
 def _nnunet_estimate(target: Side, patch: tuple[int, ...], batch: int) -> NnunetEstimate:
-    from plancheck.remedies.fix import _planner_channels
+    from plancheck.remedies.fix_architecture import planner_channels
     from plancheck.network.planner import estimate_vram, planner_reference
 
     planner = planner_reference(target.plans.data.get("experiment_planner_used"))
-    in_ch, out_ch, note = _planner_channels(target)
+    in_ch, out_ch, note = planner_channels(target)
     estimate = estimate_vram(target.spec, patch, input_channels=in_ch, output_channels=out_ch)
     dim = len(patch)
     return NnunetEstimate(

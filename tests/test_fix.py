@@ -392,7 +392,7 @@ def test_move_never_reuses_a_data_identifier_of_other_preprocessing(tmp_path):
 
 
 def test_batch_size_formula_reproduces_the_planner_on_every_fixture():
-    from plancheck.remedies.fix import _dataset_voxels, _planner_channels
+    from plancheck.remedies.fix_architecture import dataset_voxels, planner_channels
 
     checked = 0
     for path in fixture_plans():
@@ -406,9 +406,9 @@ def test_batch_size_formula_reproduces_the_planner_on_every_fixture():
                 continue
             side = load_side("target", path, configuration)
             patch = side.configuration.data["patch_size"]
-            in_ch, out_ch, _ = _planner_channels(side)
+            in_ch, out_ch, _ = planner_channels(side)
             estimate = estimate_vram(side.spec, patch, input_channels=in_ch, output_channels=out_ch)
-            voxels, _ = _dataset_voxels(side, len(patch))
+            voxels, _ = dataset_voxels(side, len(patch))
             batch, _ = planner_batch_size(planner, estimate, patch, voxels)
             assert batch == side.configuration.data["batch_size"], (fixture_id(path), configuration)
             checked += 1

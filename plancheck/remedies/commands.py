@@ -12,12 +12,17 @@
 
 from __future__ import annotations
 
+import os
 import shlex
 import sys
+import typing as t
 
 from plancheck.inputs.datasets import command_id
 
-__all__ = ["DEFAULT_TRAINER", "device_note", "preprocess_command", "train_command", "trainer_note"]
+__all__ = ["DEFAULT_TRAINER", "device_note", "plans_identifier", "preprocess_command", "train_command", "trainer_note"]
+
+if t.TYPE_CHECKING:
+    from plancheck.network.spec import Side
 
 #: nnU-Net's default trainer: ``-tr`` is left out for it.
 DEFAULT_TRAINER = "nnUNetTrainer"
@@ -70,3 +75,11 @@ def device_note() -> str | None:
         return None
     return ("this machine has no CUDA device: nnUNetv2_train's default -device cuda stops with 'Torch not "
             "compiled with CUDA enabled' (or no GPU found); add -device cpu to run these commands here")
+
+
+def plans_identifier(side: Side) -> str:
+    """The name nnU-Net knows the plans by: the file name (``-p``), else the ``plans_name`` field."""
+    if side.plans.path:
+        return os.path.splitext(os.path.basename(side.plans.path))[0]
+    return side.plans.plans_name or "nnUNetPlans"
+

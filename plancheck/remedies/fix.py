@@ -30,8 +30,6 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import json
-import math
 import os
 import re
 import typing as t
@@ -39,23 +37,19 @@ from dataclasses import replace
 
 from plancheck._nnunet import captured_warnings, quiet
 from plancheck.atomic import atomic_write_text
-from plancheck.remedies.commands import device_note, trainer_note
+from plancheck.remedies.commands import device_note, plans_identifier, trainer_note
 from plancheck.errors import FixError, InputError, OutputExists, PlancheckError, Unfixable, UsageError
 from plancheck.network.planner import (
     PatchDecision,
     choose_patch_size,
-    estimate_vram,
-    planner_batch_size,
-    planner_reference,
     stride_divisor,
 )
-from plancheck.inputs.plans import LEGACY_ARCHITECTURE_KEYS, PlansFile, resolve_configuration
+from plancheck.inputs.plans import PlansFile, resolve_configuration
 from plancheck.options import FixStrategy as Strategy
 from plancheck.records.fix import FixResult, plans_json
 from plancheck.network.spec import Side, prepare_side
-
-if t.TYPE_CHECKING:
-    pass
+from plancheck.remedies.fix_architecture import fix_architecture
+from plancheck.remedies.fix_move import fix_move, move_plans
 
 __all__ = [
     "DEFAULT_CHECKPOINT",
@@ -149,13 +143,6 @@ def _refuse_unfixable(source: Side, target: Side, strategy: Strategy, source_key
 _PLANS_NAME = re.compile(r"^[A-Za-z0-9_.+-]+$")
 
 
-def _plans_identifier(side: Side) -> str:
-    """The name nnU-Net knows the plans by: the file name (``-p``), else the ``plans_name`` field."""
-    if side.plans.path:
-        return os.path.splitext(os.path.basename(side.plans.path))[0]
-    return side.plans.plans_name or "nnUNetPlans"
-
-
 def default_plans_name(target_plans_name: str, source_dataset_name: str) -> str:
     """``<target plans name>_from_<source dataset name>``; idempotent (the suffix is added once)."""
     suffix = f"_from_{source_dataset_name}"
@@ -221,313 +208,6 @@ def _location_notes(path: str | None, dataset_name: str | None, plans_name: str)
             "before running the commands"
         )
     return notes
-
-
-# --- the architecture strategy --------------------------------------------------------------------------------------
-
-
-def _source_architecture(source: Side) -> dict[str, Json]:
-    """The source's resolved ``architecture``, with class paths as plancheck resolved them (moved classes fixed)."""
-    arch = copy.deepcopy(source.configuration.architecture)
-    arch["network_class_name"] = source.spec.class_path
-    kwargs = arch.setdefault("arch_kwargs", {})
-    for key in source.spec.requires_import:
-        if kwargs.get(key) is not None:
-            kwargs[key] = source.spec.arch_kwargs[key]
-    arch["_kw_requires_import"] = list(source.spec.requires_import)
-    return json.loads(json.dumps(arch))  # tuples -> lists, as in a file
-
-
-def _planner_channels(side: Side) -> tuple[int, int, str]:
-    """The channel counts nnU-Net's planner estimates memory with (it ignores the cascade's extra inputs)."""
-    if side.dataset_json is not None:
-        data = side.dataset_json.data
-        channels = data.get("channel_names", data.get("modality")) or {}
-        labels = data.get("labels") or {}
-        if channels and labels:
-            return len(channels), len(labels), ""
-    return (
-        len(side.configuration.data.get("normalization_schemes") or []) or side.spec.input_channels,
-        side.spec.output_channels,
-        "no dataset.json: memory estimated with the channels of normalization_schemes and a placeholder head",
-    )
-
-
-def _dataset_voxels(target: Side, dim: int) -> tuple[float | None, str]:
-    """The planner's ``approximate_n_voxels_dataset``: median image voxels x numTraining."""
-    if target.dataset_json is None:
-        return None, "no dataset.json: the number of training cases is unknown"
-    n = target.dataset_json.data.get("numTraining")
-    if not isinstance(n, (int, float)) or isinstance(n, bool) or n <= 0:
-        return None, "dataset.json has no numTraining"
-    median = target.configuration.data.get("median_image_size_in_voxels")
-    if dim == 2 and "3d_fullres" in target.plans.data["configurations"]:
-        # the planner sizes the 2d batch against the whole 3d volume (3d_fullres's median shape)
-        with contextlib.suppress(PlancheckError, KeyError, TypeError):
-            median = resolve_configuration(target.plans, "3d_fullres").data.get("median_image_size_in_voxels")
-    if not isinstance(median, list) or not median:
-        return None, "the configuration has no median_image_size_in_voxels"
-    return math.prod(float(m) for m in median) * float(n), ""
-
-
-def _fix_architecture(
-    source: Side, target: Side, plans_name: str
-) -> tuple[dict[str, Json], PatchDecision, list[str], list[str]]:
-    plans = copy.deepcopy(target.plans.data)
-    name = target.configuration.name
-    cfg = plans["configurations"][name]
-    resolved = target.configuration.data
-    warnings: list[str] = []
-    notes: list[str] = []
-
-    arch = _source_architecture(source)
-    if source.spec.declared_class_path and source.spec.declared_class_path != source.spec.class_path:
-        notes.append(
-            f"network_class_name written as {source.spec.class_path}: the source's plans name "
-            f"{source.spec.declared_class_path}, which moved"
-        )
-    if target.configuration.is_legacy:
-        dropped = [k for k in LEGACY_ARCHITECTURE_KEYS if k in cfg]
-        for key in dropped:
-            del cfg[key]
-        notes.append(
-            f"the target configuration '{name}' was in the old plans format: "
-            + (f"its old architecture fields ({', '.join(dropped)}) were replaced by " if dropped else "")
-            + "'architecture', which nnU-Net now reads alone"
-        )
-    cfg["architecture"] = arch
-    inheritors = [
-        other for other, c in plans["configurations"].items()
-        if isinstance(c, dict) and c.get("inherits_from") == name and "architecture" not in c
-    ]
-    if inheritors:
-        warnings.append(
-            f"configuration(s) {', '.join(inheritors)} inherit from '{name}' and get the new architecture, patch "
-            "and batch size too"
-        )
-
-    # patch size and batch size
-    old_patch = tuple(int(p) for p in resolved["patch_size"])
-    dim = len(old_patch)
-    planner = planner_reference(plans.get("experiment_planner_used"))
-    if planner.note:
-        notes.append(planner.note)
-    divisor = stride_divisor(arch["arch_kwargs"], dim)
-    patch_notes: list[str] = []
-    if divisor is None:
-        divisor = (1,) * dim
-        patch_notes.append("the architecture has no 'strides': divisibility cannot be checked; patch size kept")
-    median_raw = resolved.get("median_image_size_in_voxels")
-    median = tuple(float(m) for m in median_raw) if isinstance(median_raw, list) and len(median_raw) == dim else None
-    if median is None:
-        patch_notes.append("no median_image_size_in_voxels: the patch size is not bounded by the image size")
-    new_patch, patch_given_up = choose_patch_size(old_patch, divisor, median, planner.featuremap_min_edge_length)
-    given_up = list(patch_given_up)
-
-    in_ch, out_ch, channel_note = _planner_channels(target)
-    if channel_note:
-        patch_notes.append(channel_note)
-    new_spec = replace(
-        source.spec, input_channels=target.spec.input_channels, output_channels=target.spec.output_channels
-    )
-    memory_old = estimate_vram(target.spec, old_patch, input_channels=in_ch, output_channels=out_ch)
-    memory_new = estimate_vram(new_spec, new_patch, input_channels=in_ch, output_channels=out_ch)
-    if new_patch == old_patch and memory_new and planner.budget_ratio(memory_new, dim) > 1:
-        # nnU-Net's patch fits the new strides, but not the planner's memory budget: the planner would shrink it
-        smaller, smaller_given_up = choose_patch_size(
-            old_patch, divisor, median, planner.featuremap_min_edge_length, keep_valid=False
-        )
-        memory_smaller = estimate_vram(new_spec, smaller, input_channels=in_ch, output_channels=out_ch)
-        if smaller != old_patch and memory_smaller is not None and memory_smaller < memory_new:
-            given_up = [
-                f"memory: the target's patch {list(old_patch)} fits the source's strides, but the new network "
-                f"needs about {planner.budget_ratio(memory_new, dim):.1f}x the budget {planner.name} plans for "
-                f"there; patch changed to {list(smaller)}, the nearest valid size within the median image shape",
-                *smaller_given_up,
-            ]
-            new_patch, memory_new = smaller, memory_smaller
-    reference = planner.reference(dim)
-    old_bs = resolved.get("batch_size")
-    old_bs = int(old_bs) if isinstance(old_bs, (int, float)) and not isinstance(old_bs, bool) else None
-    if memory_new is None or memory_new <= 0:
-        new_bs = old_bs
-        reason = f"{source.spec.class_name} has no memory estimate (compute_conv_feature_map_size): batch size kept"
-    else:
-        voxels, voxel_note = _dataset_voxels(target, dim)
-        new_bs, reason = planner_batch_size(planner, memory_new, new_patch, voxels)
-        if voxel_note:
-            reason += f" ({voxel_note})"
-        ratio = planner.budget_ratio(memory_new, dim)
-        if ratio > 1:
-            given_up.append(
-                f"memory: at batch size {new_bs} the new network at patch {list(new_patch)} needs about "
-                f"{ratio:.1f}x the budget {planner.name} plans for ({planner.vram_target_GB:g} GB); the planner "
-                "would have shrunk the patch, so expect to need a larger GPU (or lower the patch size yourself)"
-            )
-    decision = PatchDecision(
-        old=old_patch,
-        new=new_patch,
-        divisor=tuple(divisor),
-        median_shape=median,
-        min_bottleneck_edge=planner.featuremap_min_edge_length,
-        given_up=tuple(given_up),
-        memory_old=memory_old,
-        memory_new=memory_new,
-        memory_reference=reference,
-        planner=planner,
-        batch_size_old=old_bs,
-        batch_size_new=new_bs,
-        batch_size_reason=reason,
-        notes=tuple(patch_notes),
-    )
-    if new_patch != old_patch:
-        cfg["patch_size"] = list(new_patch)
-    if new_bs is not None and new_bs != old_bs:
-        cfg["batch_size"] = new_bs
-    plans["plans_name"] = plans_name
-    return plans, decision, warnings, notes
-
-
-# --- the move strategy ----------------------------------------------------------------------------------------------
-
-
-def move_plans(
-    source_plans: dict[str, Json],
-    *,
-    target_dataset_name: str,
-    source_plans_identifier: str,
-    target_plans_identifier: str | None,
-    image_reader_writer: str,
-) -> dict[str, Json]:
-    """The plans ``nnUNetv2_move_plans_between_datasets`` saves, computed without an nnU-Net tree.
-
-    A line-by-line twin of ``move_plans_between_datasets``: the source's plans with
-    ``dataset_name`` set to the target dataset, every ``data_identifier`` re-based on
-    the new plans identifier (when it differs), the target's image reader/writer and
-    the new ``plans_name``; key order as in the source.
-    """
-    plans = copy.deepcopy(source_plans)
-    if target_plans_identifier is None:
-        target_plans_identifier = source_plans_identifier
-    plans["dataset_name"] = target_dataset_name
-    if target_plans_identifier != source_plans_identifier:
-        for cfg in plans["configurations"].values():
-            if "data_identifier" in cfg:
-                old = cfg["data_identifier"]
-                if old.startswith(source_plans_identifier):
-                    cfg["data_identifier"] = target_plans_identifier + old[len(source_plans_identifier):]
-                else:
-                    cfg["data_identifier"] = target_plans_identifier + "_" + old
-    plans["image_reader_writer"] = image_reader_writer
-    plans["plans_name"] = target_plans_identifier
-    return plans
-
-
-def _reader_writer(target: Side) -> tuple[str, str]:
-    """The reader/writer nnU-Net's move would pick for the target dataset, and where the answer came from.
-
-    nnU-Net's move opens one of the target's raw images. Without them, the answer is
-    taken as nnU-Net's planner took it from those same images: dataset.json's
-    ``overwrite_image_reader_writer``, else the target plans' ``image_reader_writer``,
-    else the first reader nnU-Net lists for dataset.json's ``file_ending``.
-    """
-    data = target.dataset_json.data if target.dataset_json is not None else {}
-    override = data.get("overwrite_image_reader_writer")
-    if isinstance(override, str) and override != "None":
-        return override, "dataset.json overwrite_image_reader_writer"
-    current = target.plans.data.get("image_reader_writer")
-    if isinstance(current, str) and current:
-        return current, "the target plans' image_reader_writer (chosen by nnU-Net's planner from the same images)"
-    ending = data.get("file_ending")
-    if isinstance(ending, str):
-        with quiet(), captured_warnings():
-            from nnunetv2.imageio.reader_writer_registry import determine_reader_writer_from_file_ending
-
-            try:
-                rw = determine_reader_writer_from_file_ending(ending, None, False, verbose=False)
-                return rw.__name__, f"the first nnU-Net reader for {ending}"
-            except RuntimeError:
-                pass
-    raise FixError("cannot tell which image reader/writer the target dataset uses", path=target.label)
-
-
-_PREPROCESSING_FIELDS = (
-    "spacing",
-    "normalization_schemes",
-    "use_mask_for_norm",
-    "preprocessor_name",
-    "resampling_fn_data",
-    "resampling_fn_data_kwargs",
-    "resampling_fn_seg",
-    "resampling_fn_seg_kwargs",
-    "previous_stage",
-)
-_PLANS_PREPROCESSING_FIELDS = ("transpose_forward", "foreground_intensity_properties_per_channel")
-
-
-def _preprocessing_view(plans: PlansFile, configuration: str) -> Json:
-    resolved = resolve_configuration(plans, configuration).data
-    return (
-        {k: resolved.get(k) for k in _PREPROCESSING_FIELDS},
-        {k: plans.data.get(k) for k in _PLANS_PREPROCESSING_FIELDS},
-    )
-
-
-def _fix_move(source: Side, target: Side, plans_name: str) -> tuple[dict[str, Json], list[str], list[str]]:
-    warnings: list[str] = []
-    notes: list[str] = []
-    target_dataset = target.plans.dataset_name
-    if not target_dataset:
-        raise FixError("the target plans name no dataset_name: cannot move plans to it", path=target.label)
-    rw, how = _reader_writer(target)
-    notes.append(f"image_reader_writer {rw}: {how}")
-    source_identifier = _plans_identifier(source)
-    plans = move_plans(
-        source.plans.data,
-        target_dataset_name=target_dataset,
-        source_plans_identifier=source_identifier,
-        target_plans_identifier=plans_name,
-        image_reader_writer=rw,
-    )
-    # Never let the moved plans' data land in a folder the target's own preprocessing uses.
-    target_file = target.plans
-    used: dict[str, str] = {}
-    for name in target_file.data["configurations"]:
-        with contextlib.suppress(PlancheckError, KeyError, TypeError):
-            ident = resolve_configuration(target_file, name).data.get("data_identifier")
-            if isinstance(ident, str):
-                used.setdefault(ident, name)
-    moved_file = PlansFile(data=plans)
-    for name, cfg in plans["configurations"].items():
-        ident = cfg.get("data_identifier") if isinstance(cfg, dict) else None
-        if not isinstance(ident, str) or ident not in used:
-            continue
-        same = False
-        with contextlib.suppress(PlancheckError, KeyError, TypeError):
-            same = _preprocessing_view(moved_file, name) == _preprocessing_view(target_file, used[ident])
-        if same:
-            notes.append(f"data_identifier {ident} is shared with the target's '{used[ident]}', which is preprocessed "
-                         "the same way")
-            continue
-        renamed = f"{ident}_{source.plans.dataset_name or 'moved'}"
-        cfg["data_identifier"] = renamed
-        warnings.append(
-            f"data_identifier of '{name}' set to {renamed}, not {ident} as nnUNetv2_move_plans_between_datasets "
-            f"would: {ident} is the target's '{used[ident]}' data, preprocessed differently, and would be overwritten"
-        )
-    lost = [c for c in target_file.data["configurations"] if c not in plans["configurations"]]
-    if lost:
-        warnings.append(f"configuration(s) of the target's plans not in the moved plans: {', '.join(lost)}")
-    added = [c for c in plans["configurations"] if c not in target_file.data["configurations"]]
-    if added:
-        warnings.append(f"configuration(s) added by the moved plans (the source's, not in the target's plans): "
-                        f"{', '.join(added)}")
-    if source.configuration.name != target.configuration.name:
-        notes.append(
-            f"the moved plans are trained with the source's configuration '{source.configuration.name}' "
-            f"(the target's '{target.configuration.name}' is not used)"
-        )
-    return plans, warnings, notes
 
 
 # --- plan_fix / write_fix -------------------------------------------------------------------------------------------
@@ -612,7 +292,7 @@ def plan_fix(
 
     source_shapes = network_shapes(source.spec, source=source.label)
     target_shapes = network_shapes(target.spec, source=target.label)
-    target_identifier = _plans_identifier(target)
+    target_identifier = plans_identifier(target)
     dataset_name = target.plans.dataset_name
     if first_failure(source_shapes, target_shapes) is None:
         ident = target.configuration.data.get("data_identifier")
@@ -652,7 +332,7 @@ def plan_fix(
             plans_name = os.path.splitext(os.path.basename(out_text))[0]
         else:
             plans_name = default_plans_name(
-                target_identifier, source.plans.dataset_name or _plans_identifier(source)
+                target_identifier, source.plans.dataset_name or plans_identifier(source)
             )
     if not _PLANS_NAME.match(plans_name):
         raise UsageError(f"invalid plans name {plans_name!r}: use letters, digits, '_', '-', '.', '+'")
@@ -661,7 +341,7 @@ def plan_fix(
     notes: list[str] = []
     patch: PatchDecision | None = None
     if strategy is Strategy.ARCHITECTURE:
-        new_plans, patch, w, n = _fix_architecture(source, target, plans_name)
+        new_plans, patch, w, n = fix_architecture(source, target, plans_name)
         configuration = target.configuration.name
         ident = target.configuration.data.get("data_identifier")
         kept = True
@@ -676,7 +356,7 @@ def plan_fix(
                 else " (run the preprocessing below unless it already exists)"
             )
     else:
-        new_plans, w, n = _fix_move(source, target, plans_name)
+        new_plans, w, n = fix_move(source, target, plans_name)
         configuration = source.configuration.name
         new_ident = new_plans["configurations"][configuration].get("data_identifier")
         with contextlib.suppress(PlancheckError, KeyError):
