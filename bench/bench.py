@@ -152,7 +152,7 @@ def checkpoint_shape_table(args, naive: float) -> list[tuple[str, ...]]:
 
     import torch
 
-    from plancheck.check import checkpoint_shapes
+    from plancheck.inputs.prefixes import checkpoint_shapes
     from plancheck.inputs.checkpoint import read_checkpoint
 
     with tempfile.TemporaryDirectory(prefix="plancheck-bench-") as folder:

@@ -9,7 +9,6 @@ are compared as they are. Imports no torch until a network is built.
 
 from __future__ import annotations
 
-import collections
 import dataclasses
 import os
 import typing as t
@@ -20,10 +19,18 @@ from plancheck.compare.loading import compare, first_failure
 from plancheck.compare.aliases import AliasConflict, alias_conflicts
 from plancheck.errors import UnknownOption, UsageError
 from plancheck.inputs.plans import DatasetJson, PlansFile, find_dataset_json, load_dataset_json, load_plans
-from plancheck.records.report import Cause, ChannelPair, Report, RootCause, SideSummary, Status, summarise
-from plancheck.network.shapes import ShapeTable, is_head
+from plancheck.records.report import Cause, Report, RootCause, SideSummary, Status, summarise
+from plancheck.inputs.shapes import ShapeTable, is_head
 from plancheck.inputs.sources import DEFAULT_PLANS_IDENTIFIER, SourceInput, resolve_source, resolve_target
 from plancheck.network.spec import Side, prepare_side
+from plancheck.compare.warnings import (
+    channel_pairs,
+    channel_warning,
+    checkpoint_notes,
+    loader_warnings,
+    preprocessing_warnings,
+)
+from plancheck.inputs.prefixes import KEY_PREFIXES, checkpoint_shapes, key_prefix, raw_keys, strip_key, strip_prefixes
 
 if t.TYPE_CHECKING:
     from plancheck.inputs.checkpoint import Checkpoint
@@ -44,8 +51,6 @@ __all__ = [
 ]
 
 DEFAULT_CONFIGURATION = "3d_fullres"
-#: Key prefixes that DDP (``module.``) and ``torch.compile`` (``_orig_mod.``) add outside nnU-Net.
-KEY_PREFIXES = ("module.", "_orig_mod.")
 Json = t.Any
 PlansInput = t.Union[str, "os.PathLike[str]", dict, PlansFile]
 DatasetInput = t.Union[str, "os.PathLike[str]", dict, DatasetJson, None]
@@ -116,83 +121,6 @@ def report_for(
         root_causes=root_causes,
         warnings=tuple(warnings),
         notes=tuple(notes),
-    )
-
-
-def preprocessing_warnings(source: Side, target: Side) -> list[str]:
-    """What differs in preprocessing: the weights load, but the inputs look different."""
-    from plancheck.compare.plansdiff import diff, preprocessing_warnings as warnings_of
-
-    result = diff(
-        source.plans,
-        target.plans,
-        configurations=(source.configuration.name,),
-        target_configuration=target.configuration.name,
-        dataset_json_a=source.dataset_json,
-        dataset_json_b=target.dataset_json,
-    )
-    schemes = (source.configuration.data.get("normalization_schemes"),
-               target.configuration.data.get("normalization_schemes"))
-    return list(warnings_of(result, names=("source", "target"), schemes=schemes))
-
-
-def _channel_names(side: Side) -> dict[int, str] | None:
-    """Position -> name from the side's dataset.json (``channel_names`` or the old ``modality``); None without one."""
-    if side.dataset_json is None:
-        return None
-    names = side.dataset_json.data.get(side.dataset_json.channel_key)
-    if not isinstance(names, dict):
-        return None
-    out = {}
-    for key, name in names.items():
-        try:
-            out[int(key)] = str(name)
-        except (TypeError, ValueError):
-            continue
-    return out
-
-
-def channel_pairs(source: Side, target: Side) -> tuple[ChannelPair, ...]:
-    """The image input channels of both sides by position: names (dataset.json) and schemes (plans)."""
-    names = (_channel_names(source), _channel_names(target))
-    schemes = [side.configuration.data.get("normalization_schemes") for side in (source, target)]
-    schemes = [list(s) if isinstance(s, list) else [] for s in schemes]
-    count = max([len(s) for s in schemes] + [max(n, default=-1) + 1 for n in names if n is not None])
-    return tuple(
-        ChannelPair(
-            position=i,
-            source_name=None if names[0] is None else names[0].get(i),
-            target_name=None if names[1] is None else names[1].get(i),
-            source_scheme=str(schemes[0][i]) if i < len(schemes[0]) else None,
-            target_scheme=str(schemes[1][i]) if i < len(schemes[1]) else None,
-        )
-        for i in range(count)
-    )
-
-
-def channel_warning(channels: t.Sequence[ChannelPair]) -> str | None:
-    """One sentence when both dataset.json files name a position differently (or its scheme differs)."""
-    differing = [c for c in channels if c.differs]
-    if not differing:
-        return None
-    shown = "; ".join(
-        f"channel {c.position}: {c.source_name} ({c.source_scheme or 'scheme unknown'}) in source, "
-        f"{c.target_name} ({c.target_scheme or 'scheme unknown'}) in target"
-        for c in differing
-    )
-    return (
-        f"input channels differ by position ({shown}): the weights load, but the first layer's filters learnt "
-        "for the source's channel then see another image; order the target's channels (dataset.json "
-        "channel_names and the _000X file suffixes) as the source's, or fine-tune knowing they differ"
-    )
-
-
-def checkpoint_shapes(ckpt: Checkpoint) -> ShapeTable:
-    """A checkpoint's actual tensors; keys sharing storage, offset, shape and stride are aliases."""
-    return ShapeTable.from_items(
-        ((key, rec.shape, (rec.storage_key, rec.storage_offset, rec.shape, rec.stride))
-         for key, rec in ckpt.state_dict.items()),
-        origin="checkpoint",
     )
 
 
@@ -324,22 +252,12 @@ def prepare_source(
     mismatch = _own_plans_mismatch(src_in, side, ref, unprefixed, own_network)
     if mismatch is None:
         notes.append(f"the checkpoint's tensors match the network built from {_own_plans(src_in)}")
-    notes.extend(_checkpoint_notes(src_in.checkpoint))
+    notes.extend(checkpoint_notes(src_in.checkpoint))
     conflicts = alias_conflicts(src_in.checkpoint, own_network, raw_keys(src_in.checkpoint, prefix))
-    warnings = (*([mismatch] if mismatch else []), *(c.message() for c in conflicts), *_loader_warnings(src_in),
+    warnings = (*([mismatch] if mismatch else []), *(c.message() for c in conflicts), *loader_warnings(src_in),
                 *src_in.warnings)
     return PreparedSource(shapes=weights, prefix=prefix, unprefixed=unprefixed, warnings=warnings,
                           notes=tuple(notes), alias_conflicts=conflicts, **common)
-
-
-def raw_keys(ckpt: Checkpoint, prefix: str | None) -> dict[str, str]:
-    """Unprefixed key -> the key as stored in the checkpoint (the first, where prefixes collide)."""
-    if not prefix:
-        return {k: k for k in ckpt.state_dict}
-    out: dict[str, str] = {}
-    for key in ckpt.state_dict:
-        out.setdefault(_strip(key)[0], key)
-    return out
 
 
 def check_target(
@@ -555,39 +473,6 @@ def _built_by(ref: TrainerRef | None) -> str:
 # --------------------------------------------------------------------------- checkpoints
 
 
-def _strip(key: str) -> tuple[str, str]:
-    """(``key`` without leading DDP/compile prefixes, the prefix removed)."""
-    removed = ""
-    changed = True
-    while changed:
-        changed = False
-        for prefix in KEY_PREFIXES:
-            if key.startswith(prefix):
-                key = key[len(prefix):]
-                removed += prefix
-                changed = True
-    return key, removed
-
-
-def key_prefix(table: ShapeTable) -> str | None:
-    """The prefix (``module.``, ``_orig_mod.`` or both) most keys carry, if most keys carry one."""
-    removed = [_strip(k)[1] for k in table.shapes]
-    carried = [r for r in removed if r]
-    if not carried or len(carried) * 2 <= len(removed):
-        return None
-    return collections.Counter(carried).most_common(1)[0][0]
-
-
-def strip_prefixes(table: ShapeTable) -> ShapeTable:
-    """The same table with ``module.``/``_orig_mod.`` stripped (the first of colliding keys wins)."""
-    group_of = {key: index for index, group in enumerate(table.groups) for key in group}
-    items: dict[str, tuple[str, tuple[int, ...], object]] = {}
-    for key, shape in table.shapes.items():
-        bare = _strip(key)[0]
-        items.setdefault(bare, (bare, shape, group_of[key]))
-    return ShapeTable.from_items(items.values(), origin=f"{table.origin} (prefix stripped)")
-
-
 def _own_plans(src_in: SourceInput) -> str:
     return {
         "init_args": f"its own plans (init_args.plans, {src_in.configuration})",
@@ -610,7 +495,7 @@ def _own_plans_mismatch(
     total = len(only_weights) + len(only_network) + len(shapes)
     if not total:
         return None
-    from plancheck.network.shapes import format_shape
+    from plancheck.inputs.shapes import format_shape
 
     if shapes:
         k = shapes[0]
@@ -626,37 +511,6 @@ def _own_plans_mismatch(
         f"{len(only_weights)} only in the weights; {example}). Likely a custom trainer, edited plans, or weights "
         "from outside nnU-Net; the check uses the checkpoint's actual tensors"
     )
-
-
-def _loader_warnings(src_in: SourceInput) -> list[str]:
-    """What nnU-Net's loader does with the file itself, before it compares any key."""
-    ckpt = src_in.checkpoint
-    assert ckpt is not None
-    if ckpt.format == "safetensors":
-        return [
-            "nnU-Net's load_pretrained_weights reads the file with torch.load, which cannot read safetensors: "
-            "save the tensors with torch.save({'network_weights': state_dict}, path) first (checked here as if so)"
-        ]
-    if ckpt.container_key != "network_weights":
-        where = "a bare state_dict" if ckpt.container_key is None else f"a state_dict under '{ckpt.container_key}'"
-        return [
-            f"the file holds {where}: nnU-Net's load_pretrained_weights reads checkpoint['network_weights'] and "
-            "would stop with a KeyError; re-save it as {'network_weights': state_dict} (checked here as if so)"
-        ]
-    return []
-
-
-def _checkpoint_notes(ckpt: Checkpoint) -> list[str]:
-    notes = []
-    devices = sorted({rec.location for rec in ckpt.state_dict.values() if not rec.location.startswith(("cpu", "meta"))})
-    if devices:
-        notes.append(
-            f"tensors were saved on {', '.join(devices)}: load_pretrained_weights calls torch.load without "
-            "map_location, so the fine-tuning machine needs that device"
-        )
-    if ckpt.format == "torch-trusted":
-        notes.append("read with torch.load(weights_only=False) (--trust-checkpoint): code in the file could run")
-    return notes
 
 
 def _with_prefix_cause(
@@ -685,7 +539,7 @@ def _with_prefix_cause(
                 tensors += 1
                 parameters += row.parameters
         rows.append(row)
-    warning = f"{sum(1 for k in weights.shapes if _strip(k)[1])} of {len(weights)} checkpoint keys start with " \
+    warning = f"{sum(1 for k in weights.shapes if strip_key(k)[1])} of {len(weights)} checkpoint keys start with " \
               f"'{prefix}': {explained}; {outcome}"
     return dataclasses.replace(
         report,

@@ -394,9 +394,9 @@ def _has_new_channel(row: t.Any) -> bool:
 
 def _transfer_warnings(prepared: PreparedSource) -> tuple[str, ...]:
     """The source's warnings, less those about its container: the transfer writes nnU-Net's own."""
-    from plancheck.check import _loader_warnings
+    from plancheck.compare.warnings import loader_warnings
 
-    container = set(_loader_warnings(prepared.input))
+    container = set(loader_warnings(prepared.input))
     return tuple(w for w in prepared.warnings if w not in container)
 
 
@@ -410,7 +410,7 @@ def _strategy(value: Strategy | str) -> Strategy:
 def _raw_keys(prepared: PreparedSource) -> dict[str, str]:
     """Planned (unprefixed) source key -> the key as stored in the checkpoint whose value nnU-Net would load
     (the last of a disagreeing alias group: :mod:`plancheck.compare.aliases`)."""
-    from plancheck.check import raw_keys
+    from plancheck.inputs.prefixes import raw_keys
 
     ckpt = prepared.input.checkpoint
     assert ckpt is not None
@@ -439,7 +439,7 @@ def verify(path: str, target: Side, *, shown: str | None = None) -> None:
     caller (:func:`plancheck.atomic.atomic_write`) then removes the file it wrote.
     """
     from plancheck.network.build import network_shapes
-    from plancheck.check import checkpoint_shapes
+    from plancheck.inputs.prefixes import checkpoint_shapes
     from plancheck.inputs.checkpoint import read_checkpoint
 
     try:

@@ -145,7 +145,7 @@ def _safe_weights_file(prepared: PreparedSource, folder: str) -> tuple[str, str]
         state = _read_checkpoint_tensors(ckpt)
         how = f"the checkpoint's tensors ({ckpt.path}), re-saved by plancheck as {{'network_weights': ...}}"
         if prepared.alias_conflicts:  # each alias holds the value nnU-Net's load_state_dict keeps
-            from plancheck.check import raw_keys
+            from plancheck.inputs.prefixes import raw_keys
 
             raw = raw_keys(ckpt, prepared.prefix)
             for key, kept in prepared.alias_kept.items():

@@ -16,7 +16,7 @@ from __future__ import annotations
 import typing as t
 from dataclasses import dataclass
 
-from plancheck.network.shapes import ShapeTable
+from plancheck.inputs.shapes import ShapeTable
 
 if t.TYPE_CHECKING:
     from plancheck.inputs.checkpoint import Checkpoint

@@ -23,7 +23,7 @@ from plancheck.network.build import network_shapes
 from plancheck.compare.loading import key_status
 from plancheck.errors import InputError
 from plancheck.records.report import Cause, RootCause, Status, TensorRow
-from plancheck.network.shapes import ShapeTable
+from plancheck.inputs.shapes import ShapeTable
 from plancheck.network.spec import NetworkSpec, Side
 
 __all__ = ["Intervention", "attribute", "interventions"]

@@ -10,7 +10,7 @@ source keys the target lacks are dropped without a word.
 from __future__ import annotations
 
 from plancheck.records.report import FirstFailure, Status, TensorRow
-from plancheck.network.shapes import ShapeTable, is_head
+from plancheck.inputs.shapes import ShapeTable, is_head
 
 __all__ = ["compare", "first_failure", "key_status"]
 

@@ -32,7 +32,7 @@ import typing as t
 from dataclasses import dataclass, field
 
 from plancheck.errors import CheckpointError
-from plancheck.network.shapes import Shape
+from plancheck.inputs.shapes import Shape
 
 __all__ = [
     "CITATION_LIMIT",

@@ -16,7 +16,7 @@ import typing as t
 
 from plancheck._nnunet import captured_warnings, quiet
 from plancheck.errors import BuildError
-from plancheck.network.shapes import ShapeTable
+from plancheck.inputs.shapes import ShapeTable
 from plancheck.network.spec import NetworkSpec
 
 if t.TYPE_CHECKING:

@@ -10,7 +10,7 @@ import enum
 import typing as t
 from dataclasses import dataclass, field
 
-from plancheck.network.shapes import Shape, numel
+from plancheck.inputs.shapes import Shape, numel
 from plancheck.records.base import Rendered
 
 if t.TYPE_CHECKING:

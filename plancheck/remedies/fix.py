@@ -75,8 +75,6 @@ Json = t.Any
 DEFAULT_FOLD = "FOLD"
 DEFAULT_CHECKPOINT = "PATH/TO/checkpoint_final.pth"
 
-#: Key prefixes that DDP and torch.compile put in front of every state_dict key.
-KNOWN_KEY_PREFIXES = ("module.", "_orig_mod.")
 
 
 

@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 
 from plancheck.errors import UsageError
 from plancheck.options import TransferStrategy as Strategy
-from plancheck.network.shapes import Shape, ShapeTable, is_head, numel
+from plancheck.inputs.shapes import Shape, ShapeTable, is_head, numel
 
 __all__ = [
     "Action",

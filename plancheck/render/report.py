@@ -13,7 +13,7 @@ import typing as t
 from plancheck.options import OutputFormat
 from plancheck.records.report import Report, Status, TensorRow
 from plancheck.render.registry import RENDERERS, register, render
-from plancheck.network.shapes import format_shape
+from plancheck.inputs.shapes import format_shape
 
 __all__ = ["OutputFormat", "RENDERERS", "format_shape", "percent", "register", "render"]  # the last two: /registry
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import typing as t
 
-from plancheck.network.shapes import format_shape
+from plancheck.inputs.shapes import format_shape
 from plancheck.options import OutputFormat
 from plancheck.records.transfer import TransferResult
 from plancheck.remedies.transfer_plan import Action, TensorPlan, TransferPlan
