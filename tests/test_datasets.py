@@ -9,7 +9,7 @@ import pytest
 from conftest import FIXTURES, fixture
 from plancheck.inputs.declared import display_name, is_dataset_id
 from plancheck.inputs.datasets import command_id, dataset_number, is_dataset_ref
-from plancheck.inputs.sources import looks_like_dataset_id
+from plancheck.inputs.locations import looks_like_dataset_id
 
 # what nnU-Net's maybe_convert_to_dataset_name does with each: a name (as is), an ID (int), or neither
 GRAMMAR = {

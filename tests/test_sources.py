@@ -607,14 +607,14 @@ def test_old_nnunet_with_bound_path_globals(monkeypatch, tmp_path):
     import nnunetv2.paths as paths
     import nnunetv2.utilities.dataset_name_id_conversion as conversion
 
-    from plancheck.inputs.sources import _nnunet_paths
+    from plancheck.inputs.locations import nnunet_paths
 
     for module in (paths, conversion):
         for var in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results"):
             monkeypatch.setattr(module, var, "/stale/from/import/time")
     monkeypatch.setenv("nnUNet_preprocessed", str(tmp_path))
     monkeypatch.delenv("nnUNet_raw", raising=False)
-    with _nnunet_paths():
+    with nnunet_paths():
         assert conversion.nnUNet_preprocessed == paths.nnUNet_preprocessed == str(tmp_path)
         assert conversion.nnUNet_raw is None
     assert conversion.nnUNet_preprocessed == "/stale/from/import/time"  # restored after the call

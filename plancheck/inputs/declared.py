@@ -353,7 +353,7 @@ def _plans_json_of(entry: str, plans_identifier: str | None = None) -> str | Non
 def _dataset_plans_json(entry: str, plans_identifier: str) -> str | None:
     """A target dataset ID's plans, found by nnU-Net's own lookup (no torch); ``None`` when it does not resolve."""
     from plancheck.errors import PlancheckError
-    from plancheck.inputs.sources import dataset_name
+    from plancheck.inputs.locations import dataset_name
 
     try:
         _, folder = dataset_name(entry, var="nnUNet_preprocessed", purpose="collecting declared checks")

@@ -17,15 +17,26 @@ Nothing here imports torch.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import typing as t
 from dataclasses import dataclass, field
 
-from plancheck._nnunet import quiet
-from plancheck.inputs.datasets import is_dataset_ref
 from plancheck.errors import InputError, PlansError, UsageError
+from plancheck.inputs.locations import (
+    CHECKPOINT_NAMES,
+    CHECKPOINT_SUFFIXES,
+    checkpoint_in,
+    dataset_json_of,
+    dataset_name,
+    folds,
+    is_checkpoint_file,
+    is_model_folder,
+    looks_like_dataset_id,
+    nnunet_paths,
+    parse_model_folder_name,
+)
 from plancheck.inputs.plans import DatasetJson, PlansFile, find_dataset_json, load_dataset_json, load_plans
+from plancheck.inputs.targets import DEFAULT_PLANS_IDENTIFIER, TARGET_KINDS, TargetInput, resolve_target
 
 if t.TYPE_CHECKING:
     from plancheck.inputs.checkpoint import Checkpoint
@@ -49,23 +60,8 @@ Json = t.Any
 PathOrData = t.Union[str, "os.PathLike[str]", dict, PlansFile]
 
 DEFAULT_CONFIGURATION = "3d_fullres"
-DEFAULT_PLANS_IDENTIFIER = "nnUNetPlans"
 DEFAULT_TRAINER = "nnUNetTrainer"
 SOURCE_KINDS = ("plans", "checkpoint", "model-folder", "state-dict", "safetensors", "preprocessed-folder", "nnssl")
-TARGET_KINDS = ("plans", "preprocessed-folder", "model-folder", "dataset")
-
-#: Environment variables nnU-Net reads, in the order its dataset-ID lookup searches them.
-ENV_VARS = ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results")
-#: nnU-Net's checkpoint names in a fold folder, in the order plancheck takes them: the final weights, the best
-#: (by pseudo Dice), and last the latest, which nnUNetTrainer saves during training (an unfinished run has only it).
-CHECKPOINT_NAMES = ("checkpoint_final.pth", "checkpoint_best.pth", "checkpoint_latest.pth")
-#: File names that are checkpoints whatever their first bytes (a damaged one then gets the reader's message).
-CHECKPOINT_SUFFIXES = (".pth", ".pt", ".ckpt", ".bin", ".safetensors", ".model", ".tar", ".zip")
-
-_ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")
-_LEGACY_TORCH_MAGIC = b"\x80\x02\x8a\x0a\x6c\xfc\x9c\x46\xf9\x20\x6a\xa8\x50\x19"
-
-
 @dataclass(frozen=True)
 class SourceInput:
     """What SOURCE turned out to be, and everything the check needs from it."""
@@ -88,51 +84,7 @@ class SourceInput:
     nnssl: NnsslPlan | None = None  #: an nnssl pretraining checkpoint's adaptation plan
 
 
-@dataclass(frozen=True)
-class TargetInput:
-    """What TARGET turned out to be: plans and their dataset.json."""
-
-    kind: str  #: one of :data:`TARGET_KINDS`
-    label: str
-    plans: PlansFile
-    dataset_json: DatasetJson | None
-    dataset: str | None = None
-    notes: tuple[str, ...] = ()
-    details: dict[str, Json] = field(default_factory=dict)
-
-
 # --------------------------------------------------------------------------- helpers
-
-
-def looks_like_dataset_id(text: str) -> bool:
-    """``999``, ``12345``, ``Dataset999`` or ``Dataset999_Name`` (a string that is not an existing path):
-    nnU-Net's grammar, :func:`plancheck.inputs.datasets.is_dataset_ref`."""
-    return is_dataset_ref(text) and not os.path.exists(text)
-
-
-def _head(path: str, n: int = 16) -> bytes:
-    try:
-        with open(path, "rb") as fh:
-            return fh.read(n)
-    except OSError:
-        return b""
-
-
-def _is_checkpoint_file(path: str) -> bool:
-    """Checkpoint by content (torch zip, legacy torch, safetensors) or by name; JSON text never is."""
-    head = _head(path)
-    text = head.lstrip(b"\xef\xbb\xbf \t\r\n")
-    if text[:1] in (b"{", b"["):
-        return False
-    if head[:4] in _ZIP_MAGIC or head.startswith(_LEGACY_TORCH_MAGIC):
-        return True
-    if len(head) >= 9 and head[8:9] == b"{":  # safetensors: u64 header length, then the JSON header
-        return True
-    return path.lower().endswith(CHECKPOINT_SUFFIXES)
-
-
-def _load_dataset_json(value: t.Any) -> DatasetJson | None:
-    return None if value is None else load_dataset_json(value)
 
 
 def _embedded(data: Json, label: str, what: str) -> t.Any:
@@ -144,111 +96,7 @@ def _embedded(data: Json, label: str, what: str) -> t.Any:
     return type(loaded)(data=loaded.data, path=label)
 
 
-def _fold_key(name: str) -> tuple[int, int | str]:
-    rest = name[len("fold_"):]
-    return (0, int(rest)) if rest.isdigit() else (1, rest)
-
-
-def _folds(folder: str) -> list[str]:
-    try:
-        names = [n for n in os.listdir(folder) if n.startswith("fold_") and os.path.isdir(os.path.join(folder, n))]
-    except OSError:
-        return []
-    return sorted(names, key=_fold_key)
-
-
-def _checkpoint_in(fold_dir: str) -> str | None:
-    for name in CHECKPOINT_NAMES:
-        path = os.path.join(fold_dir, name)
-        if os.path.isfile(path):
-            return path
-    return None
-
-
-def _parse_model_folder_name(folder: str) -> tuple[str, str, str] | None:
-    parts = os.path.basename(os.path.normpath(folder)).split("__")
-    return (parts[0], parts[1], parts[2]) if len(parts) == 3 and all(parts) else None
-
-
-def _is_model_folder(folder: str) -> bool:
-    return os.path.isfile(os.path.join(folder, "plans.json")) and bool(_folds(folder))
-
-
 # --------------------------------------------------------------------------- dataset IDs
-
-
-@contextlib.contextmanager
-def _nnunet_paths() -> t.Iterator[None]:
-    """Make nnU-Net's path globals reflect ``os.environ`` now.
-
-    nnunetv2 >= 2.7 reads the variables lazily (``nnunetv2.paths._EnvPath``); older
-    releases bound them to strings when ``nnunetv2.paths`` was first imported. Those bound
-    globals are replaced for the call and restored afterwards.
-    """
-    with quiet():
-        import nnunetv2.paths as paths
-        import nnunetv2.utilities.dataset_name_id_conversion as conversion
-        import nnunetv2.utilities.file_path_utilities as file_paths
-    saved: list[tuple[t.Any, str, t.Any]] = []
-    for module in (paths, conversion, file_paths):
-        for var in ENV_VARS:
-            if not hasattr(module, var):
-                continue
-            value = getattr(module, var)
-            if value is None or isinstance(value, str):  # bound at import time
-                saved.append((module, var, value))
-                setattr(module, var, os.environ.get(var))
-    try:
-        with quiet():
-            yield
-    finally:
-        for module, var, value in saved:
-            setattr(module, var, value)
-
-
-def _env_folder(var: str, arg: str, purpose: str) -> str:
-    folder = os.environ.get(var)
-    if not folder:
-        raise InputError(f"dataset {arg}: {var} is not set ({purpose})")
-    if not os.path.isdir(folder):
-        raise InputError(f"dataset {arg}: {var}={folder} is not a directory ({purpose})")
-    return folder
-
-
-def dataset_name(arg: str, *, var: str, purpose: str) -> tuple[str, str]:
-    """``999`` / ``Dataset999_Name`` -> (``Dataset999_Name``, the folder under ``$var``), nnU-Net's way.
-
-    nnU-Net looks for the name in nnUNet_raw, nnUNet_preprocessed and nnUNet_results; the
-    folder must then exist under ``var``. Errors name the variable and the folder tried.
-    """
-    root = _env_folder(var, arg, purpose)
-    with _nnunet_paths():
-        from nnunetv2.utilities.dataset_name_id_conversion import (
-            find_candidate_datasets,
-            maybe_convert_to_dataset_name,
-        )
-
-        try:
-            name = str(maybe_convert_to_dataset_name(arg))
-        except (RuntimeError, ValueError, AssertionError) as e:
-            number = int(arg) if arg.isdigit() else None
-            if number is not None and "More than one" in str(e):
-                found = ", ".join(str(c) for c in find_candidate_datasets(number))
-                raise InputError(
-                    f"dataset {arg} is ambiguous: {found} (in nnUNet_raw, nnUNet_preprocessed or nnUNet_results); "
-                    "name it in full (DatasetNNN_Name)"
-                ) from e
-            prefix = f"Dataset{number:03d}_*" if number is not None else f"{arg}*"
-            others = ", ".join(
-                f"{v}={os.environ[v]}" if os.environ.get(v) else f"{v} (not set)" for v in ENV_VARS if v != var
-            )
-            raise InputError(
-                f"dataset {arg} not found: looked in {var}={root} (no {prefix} folder; nnU-Net also searched {others})"
-            ) from e
-    folder = os.path.join(root, name)
-    if not os.path.isdir(folder):
-        raise InputError(f"dataset {arg} not found: looked in {var}={root} (no {name} folder)")
-    return name, folder
 
 
 # --------------------------------------------------------------------------- sources
@@ -316,7 +164,7 @@ def _resolve_source(
     if os.path.isdir(path):
         return _source_directory(path, fold_name, plans_identifier, **common)
     if os.path.isfile(path):
-        if _is_checkpoint_file(path):
+        if is_checkpoint_file(path):
             return _checkpoint_source(path, kind=None, fold=fold_name, **common)
         return _plans_source(path, configuration, source_dataset_json)
     if looks_like_dataset_id(path):
@@ -338,7 +186,7 @@ def _plans_source(arg: PathOrData, configuration: str | None, dataset_json: t.An
         kind=kind,
         label=label,
         plans=plans,
-        dataset_json=_load_dataset_json(dataset_json),
+        dataset_json=dataset_json_of(dataset_json),
         configuration=configuration or DEFAULT_CONFIGURATION,
         details=details or {},
     )
@@ -347,7 +195,7 @@ def _plans_source(arg: PathOrData, configuration: str | None, dataset_json: t.An
 def _source_directory(path: str, fold: str | None, plans_identifier: str, **common: t.Any) -> SourceInput:
     base = os.path.basename(os.path.normpath(path))
     parent = os.path.dirname(os.path.abspath(path))
-    if _is_model_folder(path):
+    if is_model_folder(path):
         return _model_folder_source(path, fold, **common)
     if base.startswith("fold_") and os.path.isfile(os.path.join(parent, "plans.json")):
         own = base[len("fold_"):]
@@ -366,25 +214,25 @@ def _source_directory(path: str, fold: str | None, plans_identifier: str, **comm
 
 
 def _model_folder_source(folder: str, fold: str | None, **common: t.Any) -> SourceInput:
-    folds = _folds(folder)
-    with_checkpoint = [f for f in folds if _checkpoint_in(os.path.join(folder, f))]
+    found = folds(folder)
+    with_checkpoint = [f for f in found if checkpoint_in(os.path.join(folder, f))]
     shown = ", ".join(f[len("fold_"):] for f in with_checkpoint) or "none"
     if fold is not None:
         fold_dir = os.path.join(folder, f"fold_{fold}")
         if not os.path.isdir(fold_dir):
             raise InputError(f"no fold_{fold} in the model folder (folds with a checkpoint: {shown})", path=folder)
-        ckpt_path = _checkpoint_in(fold_dir)
+        ckpt_path = checkpoint_in(fold_dir)
         if ckpt_path is None:
             raise InputError(f"fold_{fold} holds none of {', '.join(CHECKPOINT_NAMES)}", path=folder)
     else:
         if not with_checkpoint:
             raise InputError(
                 f"no fold_*/{CHECKPOINT_NAMES[0]} (or {', '.join(CHECKPOINT_NAMES[1:])}) in the model folder "
-                f"(folds: {', '.join(folds) or 'none'})",
+                f"(folds: {', '.join(found) or 'none'})",
                 path=folder,
             )
         fold = with_checkpoint[0][len("fold_"):]
-        ckpt_path = _checkpoint_in(os.path.join(folder, with_checkpoint[0]))
+        ckpt_path = checkpoint_in(os.path.join(folder, with_checkpoint[0]))
         assert ckpt_path is not None
     notes = []
     used = os.path.basename(ckpt_path)
@@ -406,7 +254,7 @@ def _source_dataset_id(arg: str, fold: str | None, trainer: str | None, plans_id
     name, dataset_folder = dataset_name(arg, var="nnUNet_results", purpose=purpose)
     tr = (trainer or DEFAULT_TRAINER).rsplit(".", 1)[-1]  # a dotted --trainer names its class's folder
     configuration = common["configuration"] or DEFAULT_CONFIGURATION
-    with _nnunet_paths():
+    with nnunet_paths():
         from nnunetv2.utilities.file_path_utilities import get_output_folder
 
         folder = get_output_folder(name, tr, plans_identifier, configuration)
@@ -462,7 +310,7 @@ def _checkpoint_source(
     warnings: list[str] = []
     embedded = init_args.get("plans")
     embedded = embedded if isinstance(embedded, dict) and "configurations" in embedded else None
-    folder_name = _parse_model_folder_name(model_folder) if model_folder else None
+    folder_name = parse_model_folder_name(model_folder) if model_folder else None
 
     if source_plans is not None:
         plans = load_plans(source_plans)
@@ -499,7 +347,7 @@ def _checkpoint_source(
     elif plans_from == "init_args" and isinstance(init_args.get("dataset_json"), dict):
         dataset_json = _embedded(init_args["dataset_json"], f"{path}:init_args.dataset_json", "dataset.json")
     elif plans_from == "--source-plans":
-        dataset_json = _load_dataset_json(find_dataset_json(plans.path))
+        dataset_json = dataset_json_of(find_dataset_json(plans.path))
     elif model_folder is not None and os.path.isfile(os.path.join(model_folder, "dataset.json")):
         dataset_json = load_dataset_json(os.path.join(model_folder, "dataset.json"))
     else:
@@ -595,7 +443,7 @@ def _transfer_target(ckpt: Checkpoint, path: str) -> tuple[t.Any, t.Any, str | N
     elif isinstance(target.get("dataset_json_path"), str) and os.path.isfile(target["dataset_json_path"]):
         dataset_json = load_dataset_json(target["dataset_json_path"])
     else:
-        dataset_json = _load_dataset_json(find_dataset_json(plans.path)) if plans.path and os.path.isfile(
+        dataset_json = dataset_json_of(find_dataset_json(plans.path)) if plans.path and os.path.isfile(
             plans.path) else None
     note = (f"a plancheck transfer file: its weights are for the network it was written for, built from {said}, "
             f"configuration {configuration or DEFAULT_CONFIGURATION} ({TRANSFER_RECORD} provenance record)")
@@ -651,74 +499,3 @@ def _nnssl_source(ckpt: Checkpoint, path: str, *, configuration: str | None, sou
 # --------------------------------------------------------------------------- targets
 
 
-def resolve_target(
-    arg: PathOrData,
-    *,
-    plans_identifier: str = DEFAULT_PLANS_IDENTIFIER,
-    target_dataset_json: t.Any = None,
-) -> TargetInput:
-    """Find out what TARGET is: a plans.json, a preprocessed dataset folder, or a dataset ID."""
-    if isinstance(arg, (dict, PlansFile)):
-        plans = load_plans(arg)
-        return TargetInput("plans", plans.label, plans, _load_dataset_json(target_dataset_json))
-    path = os.fspath(arg)
-    if os.path.isdir(path):
-        plans_file = os.path.join(path, f"{plans_identifier}.json")
-        if os.path.isfile(plans_file):
-            return _plans_target(plans_file, path, "preprocessed-folder", target_dataset_json, {"folder": path})
-        if _is_model_folder(path) or (
-            os.path.isfile(os.path.join(path, "plans.json")) and os.path.isfile(os.path.join(path, "dataset.json"))
-        ):
-            return _plans_target(os.path.join(path, "plans.json"), path, "model-folder", target_dataset_json,
-                                 {"folder": path})
-        available = _plans_files(path)
-        raise InputError(
-            f"is a directory without {plans_identifier}.json: a preprocessed dataset folder holds "
-            f"<plans identifier>.json and dataset.json"
-            + (f" (plans here: {', '.join(available)}; choose with -p)" if available else ""),
-            path=path,
-        )
-    if os.path.isfile(path):
-        if _is_checkpoint_file(path):
-            raise InputError(
-                "is a checkpoint: TARGET is the fine-tuning side (a plans.json, a preprocessed dataset folder "
-                "or a dataset ID); checkpoints go first, as SOURCE",
-                path=path,
-            )
-        return _plans_target(path, path, "plans", target_dataset_json)
-    if looks_like_dataset_id(path):
-        purpose = "a target dataset ID names $nnUNet_preprocessed/DatasetNNN_Name/<plans identifier>.json"
-        name, folder = dataset_name(path, var="nnUNet_preprocessed", purpose=purpose)
-        plans_file = os.path.join(folder, f"{plans_identifier}.json")
-        if not os.path.isfile(plans_file):
-            available = _plans_files(folder)
-            raise InputError(
-                f"dataset {path}: no {plans_identifier}.json in {folder} "
-                f"(nnUNet_preprocessed={os.environ.get('nnUNet_preprocessed')}); plans here: "
-                f"{', '.join(available) or 'none'}"
-                + ("; choose with -p" if available else "; run nnUNetv2_plan_and_preprocess")
-            )
-        details = {"dataset": name, "folder": folder,
-                   "resolved_through": f"nnUNet_preprocessed={os.environ.get('nnUNet_preprocessed')}"}
-        target = _plans_target(plans_file, path, "dataset", target_dataset_json, details)
-        from dataclasses import replace
-
-        return replace(target, dataset=name)
-    return _plans_target(path, path, "plans", target_dataset_json)
-
-
-def _plans_target(plans_path: str, label: str, kind: str, dataset_json: t.Any,
-                  details: dict[str, Json] | None = None) -> TargetInput:
-    plans = load_plans(plans_path)
-    if dataset_json is None:
-        dataset_json = find_dataset_json(plans.path)
-    return TargetInput(kind, label, plans, _load_dataset_json(dataset_json), details=details or {})
-
-
-def _plans_files(folder: str) -> list[str]:
-    try:
-        names = sorted(os.listdir(folder))
-    except OSError:
-        return []
-    skip = {"dataset.json", "dataset_fingerprint.json", "splits_final.json"}
-    return [n for n in names if n.endswith(".json") and n not in skip and "plans" in n.lower()]
