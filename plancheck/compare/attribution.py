@@ -20,6 +20,7 @@ import typing as t
 from dataclasses import dataclass, replace
 
 from plancheck.network.build import network_shapes
+from plancheck.compare.jsondiff import PERMUTATION_NOTE, is_permutation
 from plancheck.compare.loading import key_status
 from plancheck.errors import InputError
 from plancheck.records.report import Cause, RootCause, Status, TensorRow
@@ -80,13 +81,6 @@ def _per_axis_lengths(value: Json) -> tuple[int, ...] | None:
     if isinstance(value, list) and value and all(isinstance(v, list) for v in value):
         return tuple(len(v) for v in value)
     return None
-
-
-def _is_permutation(a: Json, b: Json) -> bool:
-    return isinstance(a, list) and isinstance(b, list) and a != b and sorted(map(repr, a)) == sorted(map(repr, b))
-
-
-_PERMUTATION_NOTE = "same values in another axis order: transpose_forward or spacing (anisotropy) differs"
 
 
 class _Paths:
@@ -187,7 +181,7 @@ def interventions(source: Side, target: Side) -> list[Intervention]:
                         causes=(Cause(path((*arch, key, i)), ai, bi),),
                         repair=_set_element(key, i, ai),
                         breaks=_set_element(key, i, bi),
-                        note=_PERMUTATION_NOTE if _is_permutation(ai, bi) else "",
+                        note=PERMUTATION_NOTE if is_permutation(ai, bi) else "",
                     )
                 )
             continue
@@ -198,7 +192,7 @@ def interventions(source: Side, target: Side) -> list[Intervention]:
                 causes=(Cause(path((*arch, key)), av, bv),),
                 repair=_set_kwargs({key: a} if a is not _ABSENT else {}, [] if a is not _ABSENT else [key]),
                 breaks=_set_kwargs({key: b} if b is not _ABSENT else {}, [] if b is not _ABSENT else [key]),
-                note=_PERMUTATION_NOTE if _is_permutation(a, b) else "",
+                note=PERMUTATION_NOTE if is_permutation(a, b) else "",
             )
         )
 

@@ -22,10 +22,11 @@ comparison never needs. Standard library only.
 
 from __future__ import annotations
 
+import json
 import math
 import typing as t
 
-__all__ = ["differences"]
+__all__ = ["PERMUTATION_NOTE", "differences", "is_permutation"]
 
 Json = t.Any
 Path = t.Tuple[t.Union[str, int], ...]
@@ -59,3 +60,18 @@ def differences(a: Json, b: Json, path: Path = ()) -> t.Iterator[tuple[Path, str
             yield from differences(x, y, (*path, index))
     elif a != b:
         yield path, "changed"
+
+
+#: What a permuted list of per-axis values means in plans.
+PERMUTATION_NOTE = "same values in a different axis order: transpose_forward or spacing (anisotropy) differs"
+
+
+def is_permutation(a: Json, b: Json) -> bool:
+    """Two different lists holding the same values (compared as JSON) in another order."""
+    return (
+        isinstance(a, list)
+        and isinstance(b, list)
+        and a != b
+        and sorted(map(json.dumps, a)) == sorted(map(json.dumps, b))
+    )
+

@@ -31,7 +31,7 @@ import typing as t
 from dataclasses import replace
 
 from plancheck.errors import ConfigurationNotFound, PlansError, UsageError
-from plancheck.compare.jsondiff import differences
+from plancheck.compare.jsondiff import PERMUTATION_NOTE, differences, is_permutation
 from plancheck.inputs.paths import DATASET_JSON, FieldPath, format_path, locate
 from plancheck.inputs.plans import (
     _LEGACY_CLASS_PATHS,
@@ -50,6 +50,7 @@ __all__ = [
     "BLOCKING",
     "Category",
     "ChangeKind",
+    "PERMUTATION_NOTE",
     "PlanChange",
     "PlansDiff",
     "classify",
@@ -78,7 +79,6 @@ _SHAPE_NEUTRAL = frozenset(
     }
 )
 _PERMUTED = ("kernel_sizes", "strides")
-PERMUTATION_NOTE = "same values in a different axis order: transpose_forward or spacing (anisotropy) differs"
 _STATISTIC_NOTE = "dataset statistic from planning; training does not read it"
 _UNKNOWN_NOTE = "not an nnU-Net plans field; only custom code reads it"
 
@@ -185,7 +185,7 @@ def _classify_architecture(path: FieldPath, source: Json, target: Json) -> tuple
         return Category.ARCHITECTURE, ""
     if len(path) >= 4 and path[:2] == _ARCH_KWARGS and (path[2], path[3]) in _SHAPE_NEUTRAL:
         return Category.TRAINING, "changes no weight shape"
-    if len(path) == 4 and path[:2] == _ARCH_KWARGS and path[2] in _PERMUTED and _is_permutation(source, target):
+    if len(path) == 4 and path[:2] == _ARCH_KWARGS and path[2] in _PERMUTED and is_permutation(source, target):
         return Category.ARCHITECTURE, PERMUTATION_NOTE
     return Category.ARCHITECTURE, ""
 
@@ -219,15 +219,6 @@ def _foreground_count(dataset: DatasetJson) -> int:
 
 def _lengths_differ(a: Json, b: Json) -> bool:
     return isinstance(a, (list, dict)) and isinstance(b, (list, dict)) and len(a) != len(b)
-
-
-def _is_permutation(a: Json, b: Json) -> bool:
-    return (
-        isinstance(a, list)
-        and isinstance(b, list)
-        and a != b
-        and sorted(map(json.dumps, a)) == sorted(map(json.dumps, b))
-    )
 
 
 # --- comparison -----------------------------------------------------------------------------------------------------

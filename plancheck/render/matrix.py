@@ -7,11 +7,11 @@ import json
 from plancheck.options import OutputFormat
 from plancheck.records.matrix import Matrix
 from plancheck.render.registry import register
-from plancheck.render.report import percent
+from plancheck.records.units import percent
 
 
 def _pct(share: float | None) -> str:
-    """Rounded down as everywhere (:func:`plancheck.render.report.percent`): never 100.0% for less than all."""
+    """Rounded down as everywhere (:func:`plancheck.records.units.percent`): never 100.0% for less than all."""
     return "—" if share is None else percent(share)
 
 

@@ -12,6 +12,7 @@ import typing as t
 
 from plancheck.options import OutputFormat
 from plancheck.records.report import Report, Status, TensorRow
+from plancheck.records.units import percent, share_text
 from plancheck.render.registry import RENDERERS, register, render
 from plancheck.inputs.shapes import format_shape
 
@@ -51,24 +52,6 @@ def summarise_value(value: t.Any, other: t.Any = None, *, noun: str = "entries",
             shown = f"{part}.{shown}"
         return "…" + shown[-(width - 1):]
     return text[: width - 1] + "…"
-
-
-def percent(share: float) -> str:
-    """A share as a percentage to 0.1, rounded down: never 100.0% for less than all.
-
-    The one rounding of plancheck (check's text and Markdown, matrix). A tiny tolerance
-    keeps exact tenths that floating point lands just below (29 / 100) at their value.
-    """
-    import math
-
-    if share >= 1:
-        return "100.0%"
-    tenths = min(math.floor(share * 1000 + 1e-9), 999)
-    return f"{tenths / 10:.1f}%"
-
-
-def _pct(part: int, whole: int) -> str:
-    return percent(part / whole) if whole else "100.0%"
 
 
 @register(Report, OutputFormat.JSON)
@@ -136,18 +119,19 @@ def _load_lines(report: Report) -> list[tuple[str, str, str]]:
     rows = [
         (
             "all",
-            f"{s.tensors_loadable} of {s.tensors_total} tensors ({_pct(s.tensors_loadable, s.tensors_total)})",
+            f"{s.tensors_loadable} of {s.tensors_total} tensors ({share_text(s.tensors_loadable, s.tensors_total)})",
             f"{s.parameters_loadable:,} of {s.parameters_total:,} parameters "
-            f"({_pct(s.parameters_loadable, s.parameters_total)})",
+            f"({share_text(s.parameters_loadable, s.parameters_total)})",
         )
     ]
     for p in s.parts:
         rows.append(
             (
                 p.name,
-                f"{p.tensors_loadable} of {p.tensors_total} tensors ({_pct(p.tensors_loadable, p.tensors_total)})",
+                f"{p.tensors_loadable} of {p.tensors_total} tensors "
+                f"({share_text(p.tensors_loadable, p.tensors_total)})",
                 f"{p.parameters_loadable:,} of {p.parameters_total:,} parameters "
-                f"({_pct(p.parameters_loadable, p.parameters_total)})",
+                f"({share_text(p.parameters_loadable, p.parameters_total)})",
             )
         )
     return rows

@@ -15,20 +15,17 @@ import typing as t
 from plancheck.inputs.shapes import format_shape
 from plancheck.options import OutputFormat
 from plancheck.records.transfer import TransferResult
+from plancheck.records.units import percent
 from plancheck.remedies.transfer_plan import Action, TensorPlan, TransferPlan
 from plancheck.render.registry import register
 
 __all__ = ["plan_markdown", "plan_text"]
 
 
-def _pct(x: float) -> str:
-    return f"{100.0 * x:.1f}%"
-
-
 def _parts_rows(plan: TransferPlan) -> list[list[str]]:
     rows = []
     for p in plan.parts:
-        rows.append([str(p.part), f"{p.parameters_total:,}", f"{p.parameters_carried:,}", _pct(p.share),
+        rows.append([str(p.part), f"{p.parameters_total:,}", f"{p.parameters_carried:,}", percent(p.share),
                      str(p.tensors_copied), str(p.tensors_adapted),
                      str(p.tensors_total - p.tensors_copied - p.tensors_adapted)])
     return rows
@@ -46,7 +43,7 @@ def _table(header: list[str], rows: list[list[str]]) -> list[str]:
 def _headline(plan: TransferPlan) -> str:
     if plan.refused:
         return f"TRANSFER ({plan.strategy}): nothing can be carried over: {plan.refused}"
-    return (f"TRANSFER ({plan.strategy}): {_pct(plan.share)} of the parameters come from the source "
+    return (f"TRANSFER ({plan.strategy}): {percent(plan.share)} of the parameters come from the source "
             f"({plan.parameters_carried:,} of {plan.parameters_total:,}; the head is not counted)")
 
 
