@@ -29,9 +29,12 @@ CT_ANISO = fixture("Dataset902_CTAnisotropic")
 
 #: The prediction (fake tensors under MemTracker) must be within this share of the allocation delta that
 #: torch.profiler measures from PyTorch's CPU allocator. Both count the same tensors; what the fake run cannot
-#: see is scratch memory that CPU kernels (oneDNN convolutions, reductions) take from the allocator and the
-#: order in which autograd frees buffers. Observed: +0.8 % (3d) and +1.3 % (2d); 5 % leaves room for other
-#: CPUs and kernel choices while still failing on any missing category (momentum buffers alone are ~15 %).
+#: see is scratch memory that CPU kernels take from the allocator and the order in which autograd frees
+#: buffers. Observed: +0.8 % (3d) and +1.3 % (2d); 5 % leaves room for other CPUs and kernel choices while
+#: still failing on any missing category (momentum buffers alone are ~15 %).
+#: One scratch buffer is known and bounded: with torch 2.14 oneDNN's convolution backward holds a copy the size
+#: of the weight gradient outside any tensor (a lone Conv2d's backward peaks at 2.0x its weight, tested below),
+#: so on the CPU the measured delta may exceed the prediction by up to the largest convolution weight.
 TOLERANCE = 0.05
 
 SMALL_RUNS = {
@@ -254,7 +257,30 @@ def test_region_based_training():
     assert result.ok and result.weights.loaded
     assert result.measurement.losses_finite and len(result.measurement.losses) == 2
     measured, predicted = result.measurement.cpu_peak_delta, result.prediction.step_bytes
-    assert abs(predicted - measured) <= TOLERANCE * measured, (predicted, measured)
+    scratch = largest_conv_weight_bytes(load(BRAIN), "2d", load(BRAIN.parent / "dataset.json"))
+    assert scratch > 0.05 * predicted  # this network's largest weight is not lost in the tolerance
+    assert (1 - TOLERANCE) * predicted <= measured <= (1 + TOLERANCE) * (predicted + scratch), \
+        (predicted, measured, scratch)
+
+
+def largest_conv_weight_bytes(plans: dict, configuration: str, dataset_json: dict) -> int:
+    from nnunet_oracle import build_real
+
+    network = build_real(plans, configuration, dataset_json)
+    return max(m.weight.numel() * m.weight.element_size() for m in network.modules()
+               if isinstance(m, torch.nn.modules.conv._ConvNd))
+
+
+def test_cpu_convolution_backward_scratch_is_at_most_one_weight():
+    """The bound the tolerance above allows for: measured the same way verify measures (torch.profiler)."""
+    from plancheck.run.memory_predict import cpu_profile_peak
+
+    conv = torch.nn.Conv2d(512, 256, 3, padding=1)
+    y = conv(torch.randn(2, 512, 8, 8))
+    weight = conv.weight.numel() * conv.weight.element_size()
+    peak, _ = cpu_profile_peak(lambda: y.backward(torch.ones_like(y)))
+    # the weight and bias gradients, plus at most one weight-sized scratch buffer (and a little)
+    assert weight <= peak <= 2.05 * weight, (peak, weight)
 
 
 def test_patch_size_nnunet_cannot_train_is_an_input_error(run_cli):
