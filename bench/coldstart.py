@@ -35,7 +35,7 @@ warnings.filterwarnings("ignore")
 kind, mode, source, target, targets = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4], json.loads(sys.argv[5])
 if mode == "cli":
     try:
-        from plancheck.cli.defer import defer  # what plancheck.cli.app.main does first
+        from plancheck.cli.defer import defer  # what plancheck.cli.main.main does first
     except ImportError:  # a plancheck from before the deferral
         pass
     else:

@@ -1,3 +1,3 @@
-from plancheck.cli.app import main
+from plancheck.cli import main
 
 main()

@@ -2,7 +2,7 @@
 
 Every error a user can cause is a :class:`PlancheckError`. Each subclass carries the
 exit code the command line uses for it; the message is one line that names the file
-(or option) and what is wrong with it. Only :mod:`plancheck.cli.app` turns these into exit
+(or option) and what is wrong with it. Only :mod:`plancheck.cli.main` turns these into exit
 codes; the core raises them and never prints. The modules that raise them re-export
 them under their old names (``plancheck.remedies.fix.Unfixable`` is :class:`Unfixable`).
 """

@@ -51,7 +51,7 @@ def fixture(dataset: str, plans: str = "nnUNetPlans") -> pathlib.Path:
 @pytest.fixture
 def run_cli(capsys):
     """Run the CLI in-process; return (exit code, stdout, stderr)."""
-    from plancheck.cli.app import main
+    from plancheck.cli import main
 
     def run(*args: str) -> tuple[int, str, str]:
         with pytest.raises(SystemExit) as exc:

@@ -80,7 +80,7 @@ def browser(tmp_path_factory) -> Browser:
 def pages(tmp_path_factory) -> dict:
     """Every kind of page, written by the CLI from the fixtures; and the reports behind the check pages."""
     from plancheck import check
-    from plancheck.cli.app import main
+    from plancheck.cli import main
 
     folder = tmp_path_factory.mktemp("pages")
     out: dict = {}

@@ -35,7 +35,7 @@ _PROGRAM = r"""
 import json, sys
 out, args = sys.argv[1], sys.argv[2:]
 sys.argv = ["plancheck", *args]
-from plancheck.cli.app import main
+from plancheck.cli import main
 try:
     main()
 except SystemExit as e:
@@ -160,7 +160,7 @@ def test_import_plancheck_and_the_api_leave_the_users_imports_alone():
     """Outside the plancheck program nothing is deferred: the user gets nnU-Net's real modules."""
     script = (
         "import gc, sys, types\n"
-        "import plancheck, plancheck.pytest_plugin, plancheck.cli.app\n"
+        "import plancheck, plancheck.pytest_plugin, plancheck.cli\n"
         f"report = plancheck.check({str(RESENC_A)!r}, {str(RESENC_B)!r})\n"
         "assert not report.compatible\n"
         "assert not any(type(f).__module__.startswith('plancheck') for f in sys.meta_path)\n"

@@ -462,9 +462,9 @@ def test_exit_codes(run_cli, args, code):
 def test_diff_does_not_import_torch():
     script = (
         "import sys\n"
-        "import plancheck.cli.app\n"
-        "assert 'torch' not in sys.modules, 'import plancheck.cli.app imported torch'\n"
-        "from plancheck.cli.app import main\n"
+        "import plancheck.cli\n"
+        "assert 'torch' not in sys.modules, 'import plancheck.cli imported torch'\n"
+        "from plancheck.cli import main\n"
         "try:\n"
         f"    main(['diff', {str(fixture(D901))!r}, {str(fixture(D902))!r}, '--format', 'json'])\n"
         "except SystemExit as e:\n"
@@ -624,7 +624,7 @@ def test_diff_folder_errors_are_one_line(run_cli, tmp_path):
 def test_diff_of_dataset_ids_does_not_import_torch(preprocessed):
     script = (
         "import sys\n"
-        "from plancheck.cli.app import main\n"
+        "from plancheck.cli import main\n"
         "try:\n"
         "    main(['diff', '901', '902', '--format', 'json'])\n"
         "except SystemExit as e:\n"

@@ -240,7 +240,7 @@ def test_diff_page_without_torch(tmp_path):
     out = tmp_path / "diff.html"
     a, b = fixture("Dataset901_CTIsotropic"), fixture("Dataset902_CTAnisotropic", "nnUNetResEncUNetLPlans")
     code = (
-        "import sys\nfrom plancheck.cli.app import main\n"
+        "import sys\nfrom plancheck.cli import main\n"
         f"try:\n    main(['diff', {str(a)!r}, {str(b)!r}, '-c', '3d_fullres', '--html', {str(out)!r}])\n"
         "except SystemExit as e:\n    rc = e.code\n"
         "print(json.dumps([rc, 'torch' in sys.modules]))\n"

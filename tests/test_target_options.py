@@ -7,7 +7,7 @@ import shutil
 import click
 
 from conftest import FIXTURES, fixture
-from plancheck.cli.app import cli
+from plancheck.cli import cli
 
 TARGET_OPTIONS = {"--target-configuration", "--target-dataset-json", "--target-plans", "--target-trainer"}
 

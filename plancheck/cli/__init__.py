@@ -5,6 +5,6 @@
 
 from __future__ import annotations
 
-from plancheck.cli.app import cli, main
+from plancheck.cli.main import cli, main
 
 __all__ = ["cli", "main"]

@@ -20,7 +20,7 @@ the ~170k objects those imports leave for the life of the process: a full collec
 them costs about half a second, and a first check triggers one (the interpreter's exit
 another, ~0.3 s, which ``python -c "import torch"`` pays too).
 
-Only :func:`plancheck.cli.app.main` calls :func:`defer`, in the ``plancheck`` process. The
+Only :func:`plancheck.cli.main.main` calls :func:`defer`, in the ``plancheck`` process. The
 Python API and the pytest plugin never do: there, the user's imports are the user's.
 """
 
