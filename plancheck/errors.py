@@ -2,9 +2,12 @@
 
 Every error a user can cause is a :class:`PlancheckError`. Each subclass carries the
 exit code the command line uses for it; the message is one line that names the file
-(or option) and what is wrong with it. Only :mod:`plancheck.cli.main` turns these into exit
-codes; the core raises them and never prints. The modules that raise them re-export
-them under their old names (``plancheck.remedies.fix.Unfixable`` is :class:`Unfixable`).
+(or parameter) and what is wrong with it. A parameter is named as a Python caller passes
+it, in backticks (`` `channel_map` ``); the command line shows its own flag there instead
+(:func:`plancheck.cli.main.with_flags`: ``--channel-map``). Only :mod:`plancheck.cli.main`
+turns these into exit codes; the core raises them and never prints. The modules that
+raise them re-export them under their old names (``plancheck.remedies.fix.Unfixable`` is
+:class:`Unfixable`).
 """
 
 from __future__ import annotations
@@ -133,3 +136,4 @@ class ConfigError(UsageError):
 class PathSyntaxError(ValueError):
     """A string that is not a field path as :func:`plancheck.inputs.paths.format_path` writes them (a ``ValueError``
     for Python callers; never reaches the command line)."""
+

@@ -237,15 +237,15 @@ def transfer(
     strategy = _strategy(strategy)
     cmap = parse_channel_map(channel_map)
     if type(seed) is not int:
-        raise UsageError(f"--seed must be an integer, not {seed!r}")
+        raise UsageError(f"`seed` must be an integer, not {seed!r}")
     out_path = None if out is None else os.path.abspath(os.fspath(out))
     if out_path is None and not dry_run:
-        raise UsageError("transfer needs -o OUT.pth (or --dry-run)")
+        raise UsageError("transfer needs `out` OUT.pth (or `dry_run`)")
     if out_path is not None and not dry_run:
         if os.path.isdir(out_path):
             raise UsageError(f"-o {out_path} is a directory; name the checkpoint file to write")
         if os.path.lexists(out_path) and not force:
-            raise OutputExists("exists; not overwritten (pass --force to replace it)", path=out_path)
+            raise OutputExists("exists; not overwritten (pass `force` to replace it)", path=out_path)
     source_options, target_options = split_options(options)
     target_options.pop("explain", None)
     prepared = prepare_source(source, configuration=configuration, source_dataset_json=source_dataset_json,
@@ -253,7 +253,7 @@ def transfer(
     ckpt = prepared.input.checkpoint
     if ckpt is None:
         raise InputError("transfer needs weights: this is plans only (give a checkpoint, a trained-model folder, "
-                         "a dataset ID under nnUNet_results, or a state_dict with --source-plans)",
+                         "a dataset ID under nnUNet_results, or a state_dict with `source_plans`)",
                          path=prepared.input.label)
     checked = check_target(prepared, target, target_configuration=target_configuration,
                            target_dataset_json=target_dataset_json, explain=False, **target_options)
@@ -427,7 +427,7 @@ def _write(path: str | None, payload: dict[str, Json], *, force: bool, check: t.
     try:
         return atomic_write(path, lambda fh: torch.save(payload, fh), overwrite=force, check=check)
     except FileExistsError:
-        raise OutputExists("exists; not overwritten (pass --force to replace it)", path=path) from None
+        raise OutputExists("exists; not overwritten (pass `force` to replace it)", path=path) from None
     except OSError as e:
         raise InputError(f"cannot write the checkpoint: {e.strerror or e}", path=path) from e
 

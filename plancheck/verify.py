@@ -51,7 +51,7 @@ DEVICES = re.compile(r"^(cpu|meta|cuda(:[0-9]+)?)$")
 
 def _device(device: str) -> str:
     if not DEVICES.match(device):
-        raise UsageError(f"--device {device!r}: expected cpu, cuda, cuda:N or meta")
+        raise UsageError(f"`device` {device!r}: expected cpu, cuda, cuda:N or meta")
     return device
 
 
@@ -62,7 +62,7 @@ def _patch(patch_size: t.Sequence[int] | None, dim: int) -> tuple[int, ...] | No
     if len(patch) == 3 and dim == 2 and patch[0] == 0:
         patch = patch[1:]
     if len(patch) != dim or any(p < 1 for p in patch):
-        raise UsageError(f"--patch-size {list(patch_size)}: the configuration is {dim}D, give {dim} positive sizes")
+        raise UsageError(f"`patch_size` {list(patch_size)}: the configuration is {dim}D, give {dim} positive sizes")
     return patch
 
 
@@ -72,7 +72,7 @@ def _check_divisible(patch: tuple[int, ...], target: Side) -> None:
 
     divisor = stride_divisor(target.spec.arch_kwargs, len(patch))
     if divisor is not None and any(p % d for p, d in zip(patch, divisor)):
-        raise UsageError(f"--patch-size {list(patch)}: each axis must be divisible by the product of the network's "
+        raise UsageError(f"`patch_size` {list(patch)}: each axis must be divisible by the product of the network's "
                          f"strides, {list(divisor)}")
 
 
@@ -364,25 +364,25 @@ def verify(
     say = progress or (lambda message: None)
     device = _device(device)
     if iterations < 1:
-        raise UsageError(f"--iterations {iterations}: at least 1")
+        raise UsageError(f"`iterations` {iterations}: at least 1")
     if batch_size is not None and batch_size < 1:
-        raise UsageError(f"--batch-size {batch_size}: at least 1")
+        raise UsageError(f"`batch_size` {batch_size}: at least 1")
     if gpu_memory is not None and gpu_memory <= 0:
-        raise UsageError(f"--gpu-memory {gpu_memory}: a positive number of GiB")
+        raise UsageError(f"`gpu_memory` {gpu_memory}: a positive number of GiB")
     is_cuda = device != "cpu"  # meta predicts CUDA
     if amp is None:
         amp = is_cuda
     if amp and not is_cuda:
-        raise UsageError("--amp: nnU-Net uses autocast on CUDA only (its train_step disables it on the CPU)")
+        raise UsageError("`amp`: nnU-Net uses autocast on CUDA only (its train_step disables it on the CPU)")
     if gpu_memory is not None and device == "cpu":
-        raise UsageError("--gpu-memory needs --device cuda, cuda:N or meta")
+        raise UsageError("`gpu_memory` needs `device` cuda, cuda:N or meta")
     if device.startswith("cuda"):
         import torch
 
         if not torch.cuda.is_available():
-            raise UsageError(f"--device {device}: this torch has no CUDA device (--device meta predicts without one)")
+            raise UsageError(f"`device` {device}: this torch has no CUDA device (`device` meta predicts without one)")
     if options.get("trust_checkpoint"):
-        raise UsageError("verify never reads a checkpoint with torch.load(weights_only=False): no --trust-checkpoint")
+        raise UsageError("verify never reads a checkpoint with torch.load(weights_only=False): no `trust_checkpoint`")
     target_configuration = options.pop("target_configuration", None)
     target_dataset_json = options.pop("target_dataset_json", None)
     source_options, target_options = split_options(options)
@@ -435,7 +435,7 @@ def verify(
         if too_big and not force:
             raise RunRefused(
                 f"{what}, above the limits ({bytes_text(cpu_memory_limit)}, {seconds_text(cpu_seconds_limit)}); "
-                "pass --force to run anyway, use --patch-size/--batch-size, or --device meta for a prediction only")
+                "pass `force` to run anyway, use `patch_size`/`batch_size`, or `device` meta for a prediction only")
         say(what)
     say(f"running {iterations} training iteration(s) on {device} ...")
     weights, measurement = _run(setup, prepared, device, iterations, amp)

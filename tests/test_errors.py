@@ -111,3 +111,48 @@ def test_plancheck_errors_are_plancheck_errors():
             assert isinstance(obj.exit_code, ExitCode), name
     json.dumps({n: int(getattr(errors, n).exit_code) for n in errors.__all__
                 if n not in ("ExitCode", "PathSyntaxError")})
+
+
+def test_with_flags_maps_known_parameters_and_keeps_the_others():
+    from plancheck.cli.main import with_flags
+
+    flags = {"channel_map": "--channel-map", "strategy": "--strategy"}
+    message = "`channel_map` needs `strategy` adapt; `seed` stays; `Not_a_name` too"
+    assert with_flags(message, flags) == "--channel-map needs --strategy adapt; `seed` stays; `Not_a_name` too"
+
+
+def test_python_callers_are_told_parameters_and_the_command_line_flags(run_cli):
+    small = fixture("Dataset906_SmallImages")
+    with pytest.raises(errors.UsageError) as caught:
+        plancheck.verify(small, small, device="gpu")
+    assert str(caught.value) == "`device` 'gpu': expected cpu, cuda, cuda:N or meta"
+    code, out, err = run_cli("verify", small, small, "--device", "gpu")
+    assert code == 2 and err.strip() == "plancheck: error: --device 'gpu': expected cpu, cuda, cuda:N or meta"
+    code, out, err = run_cli("verify", small, small, "--device", "cpu", "--gpu-memory", "8")
+    assert code == 2 and "--gpu-memory needs --device cuda" in err and "`" not in err
+
+
+def _core_modules() -> list:
+    package = ROOT / "plancheck"
+    front = {package / "cli", package / "render"}
+    return [p for p in sorted(package.rglob("*.py"))
+            if not any(f in p.parents for f in front) and p.name != "pytest_plugin.py"]
+
+
+def test_core_error_messages_name_parameters_not_flags():
+    """Every raise in the core that builds its message from a literal: no ``--flag`` in it (the CLI adds flags)."""
+    import ast
+
+    flag = re.compile(r"(?<![\w-])--[a-z][a-z-]+")
+    offenders, raises = [], 0
+    for path in _core_modules():
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if not (isinstance(node, ast.Raise) and isinstance(node.exc, ast.Call) and node.exc.args):
+                continue
+            raises += 1
+            text = "".join(part.value for part in ast.walk(node.exc.args[0])
+                           if isinstance(part, ast.Constant) and isinstance(part.value, str))
+            if flag.search(text):
+                offenders.append(f"{path.relative_to(ROOT)}:{node.lineno}: {text[:80]}")
+    assert raises > 50  # the scan sees the core's raises
+    assert offenders == []

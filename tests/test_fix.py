@@ -267,7 +267,7 @@ def test_refuses_to_overwrite_without_force(tmp_path):
     path.write_text("{}")
     with pytest.raises(OutputExists) as exc:
         write_fix(result)
-    assert exc.value.exit_code == ExitCode.USAGE and "--force" in str(exc.value)
+    assert exc.value.exit_code == ExitCode.USAGE and "`force`" in str(exc.value)
     assert path.read_text() == "{}"
     assert write_fix(result, force=True) == str(path)
     assert json.loads(path.read_text()) == result.new_plans

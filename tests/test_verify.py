@@ -143,7 +143,7 @@ def test_incompatible_pair_reported_before_anything_runs(run_cli):
 
 def test_cpu_run_over_the_limits_is_refused_without_force(run_cli):
     with mock.patch.object(sys.modules["plancheck.verify"], "_run", side_effect=AssertionError("ran")):
-        with pytest.raises(RunRefused, match=r"expected on the CPU: about .* pass --force"):
+        with pytest.raises(RunRefused, match=r"expected on the CPU: about .* pass `force`"):
             verify(SMALL, SMALL, "2d", device="cpu", batch_size=2, patch_size=(32, 32), cpu_memory_limit=1024)
         # a full-size 3D configuration is over the default limits
         code, out, err = run_cli("verify", CT, CT)

@@ -8,6 +8,7 @@ Errors become one line on stderr and an exit code in :func:`_run`, and nowhere e
 from __future__ import annotations
 
 import functools
+import re
 import sys
 import typing as t
 
@@ -22,7 +23,7 @@ from plancheck.cli.transfer import transfer_command
 from plancheck.cli.verify import verify_command
 from plancheck.errors import ExitCode, PlancheckError
 
-__all__ = ["cli", "main"]
+__all__ = ["cli", "main", "with_flags"]
 
 INTERNAL_ERROR = int(ExitCode.INTERNAL)
 
@@ -41,7 +42,7 @@ def _run(fn: t.Callable[..., int]) -> t.Callable[..., None]:
             code = fn(*args, **kwargs)
         except PlancheckError as e:
             _print_traceback(traceback)
-            click.echo(f"plancheck: error: {e}", err=True)
+            click.echo(f"plancheck: error: {with_flags(str(e), _flags())}", err=True)
             code = int(e.exit_code)
         except BrokenPipeError:  # `plancheck ... | head`: the reader left; say nothing more
             import os
@@ -63,6 +64,34 @@ def _run(fn: t.Callable[..., int]) -> t.Callable[..., None]:
         raise SystemExit(code)
 
     return wrapper
+
+
+_PARAMETER = re.compile(r"`([a-z][a-z0-9_]*)`")
+
+
+def with_flags(message: str, flags: t.Mapping[str, str]) -> str:
+    """``message`` with each backticked parameter name that ``flags`` maps replaced by its flag.
+
+    The core names a parameter as a Python caller passes it (`` `channel_map` ``); ``flags``
+    maps it to the option this command line spells it with (``--channel-map``). A name it
+    does not map keeps its backticks.
+    """
+    return _PARAMETER.sub(lambda m: flags.get(m.group(1), m.group(0)), message)
+
+
+def _flags() -> dict[str, str]:
+    """The current command's flag for each of its parameters: the core names parameters, the user typed flags.
+
+    A parameter's longest ``--`` spelling (``target_plans_identifier``: ``--target-plans``);
+    a core parameter without an option of this command keeps its backticked name.
+    """
+    command = click.get_current_context().command
+    flags = {}
+    for param in command.params:
+        if isinstance(param, click.Option) and param.name:
+            long = [o for o in param.opts if o.startswith("--")]
+            flags[param.name] = max(long, key=len) if long else param.opts[0]
+    return flags
 
 
 def _print_traceback(wanted: bool) -> None:

@@ -126,9 +126,9 @@ def resolve_source(
     if source.kind in ("plans", "preprocessed-folder"):
         # options that choose or read weights do nothing for plans: say so rather than ignore them
         unused = {
-            "--fold": (fold is not None, "picks the fold of a trained-model folder or source dataset ID"),
-            "--source-plans": (source_plans is not None, "gives the plans of a state_dict or safetensors SOURCE"),
-            "--trust-checkpoint": (bool(trust_checkpoint), "changes how a checkpoint is read"),
+            "`fold`": (fold is not None, "picks the fold of a trained-model folder or source dataset ID"),
+            "`source_plans`": (source_plans is not None, "gives the plans of a state_dict or safetensors SOURCE"),
+            "`trust_checkpoint`": (bool(trust_checkpoint), "changes how a checkpoint is read"),
         }
         given = [f"{name} ({why})" for name, (was_given, why) in unused.items() if was_given]
         if given:
@@ -200,7 +200,7 @@ def _source_directory(path: str, fold: str | None, plans_identifier: str, **comm
     if base.startswith("fold_") and os.path.isfile(os.path.join(parent, "plans.json")):
         own = base[len("fold_"):]
         if fold is not None and fold != own:
-            raise UsageError(f"--fold {fold} contradicts the fold folder given as SOURCE ({path})")
+            raise UsageError(f"`fold` {fold} contradicts the fold folder given as SOURCE ({path})")
         return _model_folder_source(parent, own, **common)
     plans_file = os.path.join(path, f"{plans_identifier}.json")
     if os.path.isfile(plans_file):
@@ -335,8 +335,8 @@ def _checkpoint_source(
             else f"a state_dict under '{ckpt.container_key}' without init_args",
         }.get(kind, "a checkpoint without init_args.plans")
         raise InputError(
-            f"{what}: no plans say which network the weights belong to; pass --source-plans PLANS "
-            "(and --source-dataset-json DATASET_JSON for the channels and labels)",
+            f"{what}: no plans say which network the weights belong to; pass `source_plans` PLANS "
+            "(and `source_dataset_json` DATASET_JSON for the channels and labels)",
             path=path,
         )
 
@@ -436,7 +436,7 @@ def _transfer_target(ckpt: Checkpoint, path: str) -> tuple[t.Any, t.Any, str | N
         said = f"the target plans it names ({named})"
     else:
         raise InputError(
-            f"a plancheck transfer file whose target plans ({named or 'unnamed'}) are gone: pass --source-plans PLANS "
+            f"a plancheck transfer file whose target plans ({named or 'unnamed'}) are gone: pass `source_plans` PLANS "
             "(the plans it was written for)", path=path)
     if isinstance(target.get("dataset_json_data"), dict):
         dataset_json = _embedded(target["dataset_json_data"], f"{where}.dataset_json_data", "dataset.json")

@@ -72,7 +72,7 @@ def resolve_class(path: object, *, field: str, source: str, allow: t.Iterable[st
     if not is_allowed(path, allow):
         raise ClassRefused(
             f"refusing to import {field} '{path}': only classes in "
-            f"{', '.join((*ALLOWED_ROOTS, *allow))} are resolved (use --allow-import MODULE to trust another)",
+            f"{', '.join((*ALLOWED_ROOTS, *allow))} are resolved (use `allow_import` MODULE to trust another)",
             path=source,
         )
     obj = _locate(path, field=field, source=source)

@@ -207,8 +207,8 @@ def resolve_trainer(name: str, *, allow: t.Iterable[str] = (), requested_by: str
     searched = TRAINER_PACKAGE + "".join(f", {m}" for m in allow)
     raise TrainerError(
         f"trainer '{name}' ({requested_by}) not found in {searched}; plancheck does not import trainers from "
-        "nnUNet_extTrainer folders: name the module that defines it with --allow-import MODULE, "
-        "or pass --ignore-trainer to build from the plans alone"
+        "nnUNet_extTrainer folders: name the module that defines it with `allow_import` MODULE, "
+        "or pass `ignore_trainer` to build from the plans alone"
     )
 
 
@@ -218,7 +218,7 @@ def _resolve_dotted(path: str, allow: tuple[str, ...], requested_by: str) -> Tra
     if not is_allowed(path, allow):
         raise TrainerError(
             f"refusing to import trainer '{path}' ({requested_by}): only trainers in nnunetv2 or a module named "
-            "with --allow-import MODULE are imported"
+            "with `allow_import` MODULE are imported"
         )
     cls = load_trainer_class(path)
     module = getattr(cls, "__module__", "") or ""

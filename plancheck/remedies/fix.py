@@ -554,7 +554,7 @@ def write_fix(result: FixResult, *, force: bool = False, check: t.Callable[[str]
         return atomic_write_text(result.path, result.new_text(), overwrite=force, check=check)
     except FileExistsError:
         raise OutputExists(
-            "exists; not overwritten (pass --force to replace it, or choose another --plans-name / -o)",
+            "exists; not overwritten (pass `force` to replace it, or choose another `plans_name` / `out`)",
             path=result.path,
         ) from None
     except OSError as e:  # a missing or read-only folder: input that cannot be acted on (exit 3), nothing written

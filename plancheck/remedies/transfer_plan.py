@@ -94,10 +94,10 @@ def parse_channel_map(text: str | t.Sequence[ChannelEntry] | None) -> ChannelMap
         elif item in ("mean", "new"):
             out.append(t.cast(str, item))
         else:
-            raise UsageError(f"--channel-map: {raw!r} is not a source channel index, 'mean' or 'new'"
+            raise UsageError(f"`channel_map`: {raw!r} is not a source channel index, 'mean' or 'new'"
                              " (one entry per target input channel, e.g. 0,new)")
     if not out:
-        raise UsageError("--channel-map is empty: give one entry per target input channel, e.g. 0,new")
+        raise UsageError("`channel_map` is empty: give one entry per target input channel, e.g. 0,new")
     return tuple(out)
 
 
@@ -352,11 +352,11 @@ def _adapt(keys: t.Sequence[str], s: Shape, tshape: Shape, source: Layout, targe
     in_proj = kind == "conv" and _in_proj(keys, target)
     if in_proj and channel_map is not None:
         if len(channel_map) != tshape[in_axis]:
-            raise UsageError(f"--channel-map has {len(channel_map)} entries; the target has {tshape[in_axis]}"
+            raise UsageError(f"`channel_map` has {len(channel_map)} entries; the target has {tshape[in_axis]}"
                              " input channels")
         bad = [c for c in channel_map if isinstance(c, int) and c >= s[in_axis]]
         if bad:
-            raise UsageError(f"--channel-map names source channel {bad[0]}; the source has {s[in_axis]}")
+            raise UsageError(f"`channel_map` names source channel {bad[0]}; the source has {s[in_axis]}")
         steps.append(Step("channel-map", in_axis, s[in_axis], tshape[in_axis], channel_map))
     elif s[in_axis] != tshape[in_axis]:
         if not in_proj:
@@ -403,7 +403,7 @@ def plan_transfer(
     if strategy is Strategy.ENCODER and not (target.encoder or target.stem):
         refused = "the target architecture declares no encoder or stem (key_to_encoder, key_to_stem)"
     if channel_map is not None and strategy is not Strategy.ADAPT:
-        raise UsageError("--channel-map needs --strategy adapt")
+        raise UsageError("`channel_map` needs `strategy` adapt")
     rows: list[TensorPlan] = []
     for group in target.table.groups:
         tshape = target.table.shapes[group[0]]
