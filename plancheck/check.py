@@ -303,7 +303,7 @@ def check_target(
     ckpt = prepared.input.checkpoint
     if ckpt is not None and (ckpt.format == "safetensors" or ckpt.container_key != "network_weights"):
         report = _with_container_failure(report, ckpt)
-    from plancheck.network.layout import check_layout
+    from plancheck.network.build import check_layout
 
     report = dataclasses.replace(report, layout=check_layout(src, tgt))
     if prepared.input.nnssl is not None:

@@ -73,7 +73,8 @@ def assert_self_contained(page: str) -> None:
 def test_layout_follows_the_plans(dataset, plans):
     """Stages, levels, features, kernels, strides and repeats as nnU-Net's plans give them."""
     from plancheck.check import load_side
-    from plancheck.network.layout import layout_of_architecture, network_layout
+    from plancheck.network.build import network_layout
+    from plancheck.network.layout import layout_of_architecture
 
     path = fixture(dataset, plans)
     side = load_side("target", path, "3d_fullres")

@@ -15,14 +15,17 @@ from __future__ import annotations
 import typing as t
 
 from plancheck._nnunet import captured_warnings, quiet
-from plancheck.errors import BuildError
+from plancheck.errors import BuildError, PlancheckError
 from plancheck.inputs.shapes import ShapeTable
+from plancheck.network.layout import layout_of_module
 from plancheck.network.spec import NetworkSpec
+from plancheck.records.layout import CheckLayout, NetworkLayout
 
 if t.TYPE_CHECKING:
     import torch
 
-__all__ = ["build_meta_network", "build_network", "network_shapes", "shapes_of_module"]
+__all__ = ["build_meta_network", "build_network", "check_layout", "network_layout", "network_shapes",
+           "shapes_of_module"]
 
 
 def build_meta_network(spec: NetworkSpec, *, source: str = "") -> torch.nn.Module:
@@ -125,7 +128,7 @@ _CACHE: dict[str, ShapeTable] = {}
 _CACHE_SIZE = 256
 #: The layouts (:mod:`plancheck.network.layout`) of the networks a check draws, taken from the same build as their
 #: shapes.
-_LAYOUTS: dict[str, t.Any] = {}
+_LAYOUTS: dict[str, NetworkLayout | None] = {}
 _LAYOUTS_SIZE = 64
 
 
@@ -145,17 +148,27 @@ def network_shapes(spec: NetworkSpec, *, source: str = "", layout: bool = False)
                 _CACHE.pop(next(iter(_CACHE)))
             _CACHE[key] = table
         if layout:
-            from plancheck.network.layout import layout_of_module
-
             if len(_LAYOUTS) >= _LAYOUTS_SIZE:
                 _LAYOUTS.pop(next(iter(_LAYOUTS)))
             _LAYOUTS[key] = layout_of_module(module, spec.class_name)
     return table
 
 
-def network_layout(spec: NetworkSpec, *, source: str = "") -> t.Any:
-    """The layout of the network ``spec`` describes (:class:`plancheck.network.layout.NetworkLayout` or None), built
-    once
-    with its shapes."""
+def network_layout(spec: NetworkSpec, *, source: str = "") -> NetworkLayout | None:
+    """The layout of the network ``spec`` describes (None: no U-Net to draw), from the same meta build as its
+    shapes (both cached)."""
     network_shapes(spec, source=source, layout=True)
     return _LAYOUTS[spec.key()]
+
+
+def check_layout(source: t.Any, target: t.Any) -> CheckLayout:
+    """Both sides' layouts (:class:`plancheck.network.spec.Side`); a side that cannot be drawn gets None, never an
+    error."""
+
+    def one(side: t.Any) -> NetworkLayout | None:
+        try:
+            return network_layout(side.spec, source=side.label)
+        except PlancheckError:
+            return None
+
+    return CheckLayout(one(source), one(target))

@@ -1,6 +1,6 @@
 """The shape of a U-Net as a picture needs it: stages by resolution level, and the tensors of each.
 
-A :class:`NetworkLayout` is recorded at check time from the network plancheck built (on the
+A :class:`~plancheck.records.layout.NetworkLayout` is recorded at check time from the network plancheck built (on the
 meta device) with nnU-Net's own code: the encoder's ``stages`` (and ``stem``), the decoder's
 ``stages``, ``transpconvs`` and ``seg_layers``, each with its features, kernel size, stride
 and number of convolutions or residual blocks, and the state_dict keys of its parameters and
@@ -17,103 +17,15 @@ An architecture without an nnU-Net encoder/decoder (``network.encoder.stages``,
 from __future__ import annotations
 
 import typing as t
-from dataclasses import dataclass
+
+from plancheck.records.layout import KINDS, Block, CheckLayout, NetworkLayout
 
 if t.TYPE_CHECKING:
     import torch
 
-    from plancheck.network.spec import NetworkSpec
-
-__all__ = ["KINDS", "Block", "CheckLayout", "NetworkLayout", "check_layout", "layout_of_architecture",
-           "layout_of_module", "network_layout"]
+__all__ = ["KINDS", "Block", "CheckLayout", "NetworkLayout", "layout_of_architecture", "layout_of_module"]
 
 Json = t.Any
-
-#: Block kinds, in drawing order.
-KINDS = ("stem", "encoder", "transpconv", "decoder", "head")
-
-
-@dataclass(frozen=True, slots=True)
-class Block:
-    """One drawn element of a U-Net: a stem, an encoder or decoder stage, a transposed convolution or a head."""
-
-    id: str  #: unique in its network: ``stem``, ``enc3``, ``up2``, ``dec1``, ``head0`` (index within its kind)
-    kind: str  #: one of :data:`KINDS`
-    index: int  #: index in its module list (``decoder.stages[index]``, ...)
-    level: int  #: resolution level; 0 is full resolution. A transposed conv sits at the level it upsamples from
-    module: str  #: qualified module name in the network (``encoder.stages.3``); "" for an arch_kwargs layout
-    features: int | None  #: output channels
-    kernel: tuple[int, ...] | None
-    stride: tuple[int, ...] | None
-    repeats: int | None  #: convolutions (``unit == "conv"``) or residual blocks (``unit == "block"``)
-    unit: str = "conv"
-    keys: tuple[str, ...] = ()  #: state_dict keys of this block's parameters and buffers
-
-    @property
-    def label(self) -> str:
-        return {
-            "stem": "stem",
-            "encoder": f"encoder stage {self.index}",
-            "transpconv": f"transposed conv {self.index}",
-            "decoder": f"decoder stage {self.index}",
-            "head": f"head {self.index}",
-        }[self.kind]
-
-    def to_dict(self) -> dict[str, Json]:
-        return {
-            "id": self.id,
-            "kind": self.kind,
-            "index": self.index,
-            "level": self.level,
-            "module": self.module,
-            "features": self.features,
-            "kernel": None if self.kernel is None else list(self.kernel),
-            "stride": None if self.stride is None else list(self.stride),
-            "repeats": self.repeats,
-            "unit": self.unit,
-            "keys": list(self.keys),
-        }
-
-
-@dataclass(frozen=True, slots=True)
-class NetworkLayout:
-    """The blocks of one U-Net, by level."""
-
-    network_class: str
-    dims: int
-    levels: int  #: number of encoder stages
-    blocks: tuple[Block, ...]
-    from_network: bool = True  #: False: read from arch_kwargs (no keys)
-
-    def of_kind(self, kind: str) -> tuple[Block, ...]:
-        return tuple(b for b in self.blocks if b.kind == kind)
-
-    def block_of_key(self) -> dict[str, Block]:
-        return {key: block for block in self.blocks for key in block.keys}
-
-    def to_dict(self) -> dict[str, Json]:
-        return {
-            "network_class": self.network_class,
-            "dims": self.dims,
-            "levels": self.levels,
-            "from_network": self.from_network,
-            "blocks": [b.to_dict() for b in self.blocks],
-        }
-
-
-@dataclass(frozen=True, slots=True)
-class CheckLayout:
-    """Both networks of a check (either may be None: no U-Net structure to draw)."""
-
-    source: NetworkLayout | None
-    target: NetworkLayout | None
-
-    def to_dict(self) -> dict[str, Json]:
-        return {
-            "source": None if self.source is None else self.source.to_dict(),
-            "target": None if self.target is None else self.target.to_dict(),
-        }
-
 
 # --------------------------------------------------------------------------- from a built network
 
@@ -210,14 +122,6 @@ def layout_of_module(network: torch.nn.Module, network_class: str = "") -> Netwo
                          blocks=tuple(blocks))
 
 
-def network_layout(spec: NetworkSpec, *, source: str = "") -> NetworkLayout | None:
-    """The layout of the network ``spec`` describes, from the same meta build as its shapes
-    (:func:`plancheck.network.build.network_layout`, which caches both)."""
-    from plancheck.network.build import network_layout as built_layout
-
-    return t.cast("NetworkLayout | None", built_layout(spec, source=source))
-
-
 # --------------------------------------------------------------------------- from arch_kwargs (no torch)
 
 
@@ -271,17 +175,3 @@ def layout_of_architecture(network_class: str, arch_kwargs: t.Mapping[str, Json]
                             stride=None, repeats=num(_at(dec_repeats, s)), unit="conv"))
     return NetworkLayout(network_class=network_class.rsplit(".", 1)[-1], dims=dims, levels=n, blocks=tuple(blocks),
                          from_network=False)
-
-
-def check_layout(source: t.Any, target: t.Any) -> CheckLayout:
-    """Both sides' layouts (:class:`plancheck.network.spec.Side`); a side that cannot be drawn gets None, never an
-    error."""
-    from plancheck.errors import PlancheckError
-
-    def one(side: t.Any) -> NetworkLayout | None:
-        try:
-            return network_layout(side.spec, source=side.label)
-        except PlancheckError:
-            return None
-
-    return CheckLayout(one(source), one(target))

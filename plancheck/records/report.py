@@ -14,7 +14,7 @@ from plancheck.inputs.shapes import Shape, numel
 from plancheck.records.base import Rendered
 
 if t.TYPE_CHECKING:
-    from plancheck.network.layout import CheckLayout
+    from plancheck.records.layout import CheckLayout
 
 __all__ = [
     "Cause",

@@ -15,7 +15,7 @@ from plancheck.records.report import Report
 from plancheck.render.vocabulary import BLOCK_STATUSES, BY_NAME, UNKNOWN, BlockStatus, block_status, rows_by_key
 
 if t.TYPE_CHECKING:
-    from plancheck.network.layout import Block, NetworkLayout
+    from plancheck.records.layout import Block, NetworkLayout
 
 __all__ = ["mermaid_diagram", "mermaid_section"]
 

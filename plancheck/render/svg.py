@@ -1,6 +1,6 @@
 """Two U-Nets side by side as inline SVG: encoder down the left, decoder up the right, level by level.
 
-Reads :class:`~plancheck.network.layout.NetworkLayout` records and a status per block (from
+Reads :class:`~plancheck.records.layout.NetworkLayout` records and a status per block (from
 :mod:`plancheck.render.vocabulary`); draws, never checks. Each stem, stage, transposed
 convolution and head is one ``<g class="blk">`` whose ``id`` is ``<prefix><role>-<block id>``
 and whose ``data-status`` is its status name; colours come from the page's CSS
@@ -16,7 +16,7 @@ from xml.sax.saxutils import escape, quoteattr
 from plancheck.render.vocabulary import BlockStatus
 
 if t.TYPE_CHECKING:
-    from plancheck.network.layout import Block, NetworkLayout
+    from plancheck.records.layout import Block, NetworkLayout
 
 __all__ = ["Side", "unet_pair_svg"]
 

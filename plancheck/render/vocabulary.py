@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from plancheck.records.report import Report, Status, TensorRow
 
 if t.TYPE_CHECKING:
-    from plancheck.network.layout import Block
+    from plancheck.records.layout import Block
 
 __all__ = ["ALL_STATUSES", "BLOCK_STATUSES", "DIFF_LABELS", "TRANSFER_LABELS", "TRANSFER_STATUSES", "BlockStatus",
            "block_status", "legend_text", "rows_by_key", "transfer_block_status"]

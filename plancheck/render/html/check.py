@@ -28,7 +28,7 @@ from plancheck.render.registry import HTML, register
 from plancheck.render.vocabulary import UNKNOWN, BlockStatus, block_status, rows_by_key
 
 if t.TYPE_CHECKING:
-    from plancheck.network.layout import Block, NetworkLayout
+    from plancheck.records.layout import Block, NetworkLayout
 
 __all__ = ["check_page", "check_section"]
 

@@ -18,7 +18,7 @@ from plancheck.render.registry import HTML, register
 from plancheck.render.vocabulary import BLOCK_STATUSES, BY_NAME, DIFF_LABELS, UNKNOWN, BlockStatus
 
 if t.TYPE_CHECKING:
-    from plancheck.network.layout import NetworkLayout
+    from plancheck.records.layout import NetworkLayout
 
 __all__ = ["diff_page"]
 

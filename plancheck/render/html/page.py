@@ -21,7 +21,7 @@ from plancheck.render.registry import HTML, renderer_for
 from plancheck.render.vocabulary import ALL_STATUSES, BLOCK_STATUSES, UNKNOWN, BlockStatus
 
 if t.TYPE_CHECKING:
-    from plancheck.network.layout import NetworkLayout
+    from plancheck.records.layout import NetworkLayout
     from plancheck.records.report import Report
 
 __all__ = ["CSS", "GENERATOR", "SCRIPT", "Json", "check_html_path", "depth_note", "esc", "html_page",

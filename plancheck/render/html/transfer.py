@@ -32,7 +32,7 @@ from plancheck.render.vocabulary import (
 )
 
 if t.TYPE_CHECKING:
-    from plancheck.network.layout import Block, NetworkLayout
+    from plancheck.records.layout import Block, NetworkLayout
 
 __all__ = ["transfer_page", "transfer_section"]
 
