@@ -28,7 +28,8 @@ import struct
 import typing as t
 import zipfile
 
-from plancheck.inputs.checkpoint.records import DTYPE_ITEMSIZE, Checkpoint, TensorRecord, _describe, _err, _one_line
+from plancheck.inputs.checkpoint.records import (
+    DTYPE_ITEMSIZE, Checkpoint, TensorRecord, _describe, _err, _one_line, _open_zip)
 
 if t.TYPE_CHECKING:
     import torch
@@ -147,12 +148,7 @@ def _destination(rec: TensorRecord, dest: torch.Tensor | None) -> torch.Tensor |
 
 def _read_zip(ckpt: Checkpoint, keys: list[str], into: t.Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     path = ckpt.path
-    try:
-        zf = zipfile.ZipFile(path)
-    except zipfile.BadZipFile as e:
-        raise _err(f"damaged zip archive (truncated or corrupt): {_one_line(e)}", path) from e
-    except Exception as e:
-        raise _err(f"cannot open the zip archive ({_describe(e)})", path) from e
+    zf = _open_zip(path)
     out: dict[str, torch.Tensor] = {}
     with zf, open(path, "rb") as fh:
         fd = fh.fileno()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import zipfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
@@ -160,3 +161,13 @@ def _uint_tuple(x: object) -> tuple[int, ...] | None:
         if type(v) is not int or v < 0:
             return None
     return tuple(x)
+
+
+def _open_zip(path: str) -> zipfile.ZipFile:
+    """``path`` as a zip archive, or a CheckpointError naming it (damaged, or not openable)."""
+    try:
+        return zipfile.ZipFile(path)
+    except zipfile.BadZipFile as e:
+        raise _err(f"damaged zip archive (truncated or corrupt): {_one_line(e)}", path) from e
+    except Exception as e:
+        raise _err(f"cannot open the zip archive ({_describe(e)})", path) from e

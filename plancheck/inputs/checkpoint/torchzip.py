@@ -20,6 +20,7 @@ from plancheck.inputs.checkpoint.records import (
     _err,
     _new_record,
     _one_line,
+    _open_zip,
 )
 from plancheck.inputs.checkpoint.scan import _prescan
 from plancheck.inputs.checkpoint.tree import _build_checkpoint
@@ -82,12 +83,7 @@ def _read_torch_zip(path: str) -> Checkpoint:
 
 
 def _read_data_pkl(path: str) -> bytes:
-    try:
-        zf = zipfile.ZipFile(path)
-    except zipfile.BadZipFile as e:
-        raise _err(f"damaged zip archive (truncated or corrupt): {_one_line(e)}", path) from e
-    except Exception as e:
-        raise _err(f"cannot open the zip archive ({_describe(e)})", path) from e
+    zf = _open_zip(path)
     with zf:
         try:
             infos = [i for i in zf.infolist() if _is_data_pkl(i.filename)]
