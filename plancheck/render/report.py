@@ -16,7 +16,8 @@ from plancheck.records.units import percent, share_text
 from plancheck.render.registry import RENDERERS, register, render
 from plancheck.inputs.shapes import format_shape
 
-__all__ = ["OutputFormat", "RENDERERS", "format_shape", "percent", "register", "render"]  # the last two: /registry
+# register and render: from plancheck.render.registry, kept here for old imports
+__all__ = ["OutputFormat", "RENDERERS", "format_shape", "percent", "register", "render", "short_parameter"]
 
 
 def format_value(value: t.Any) -> str:
@@ -144,7 +145,7 @@ def _tensor_rows(report: Report, verbose: bool) -> list[TensorRow]:
     return rows
 
 
-def _short_parameter(parameter: str) -> str:
+def short_parameter(parameter: str) -> str:
     """``configurations.3d_fullres.architecture.arch_kwargs.strides[4]`` -> ``strides[4]`` (full paths: Root causes)."""
     marker = ".arch_kwargs."
     if parameter.startswith("configurations.") and marker in parameter:
@@ -153,7 +154,7 @@ def _short_parameter(parameter: str) -> str:
 
 
 def _cause_text(row: TensorRow) -> str:
-    names = [_short_parameter(c.parameter) for c in row.causes]
+    names = [short_parameter(c.parameter) for c in row.causes]
     if len(names) > 2:
         return f"{names[0]} (+{len(names) - 1} changing with it)"
     return ", ".join(names)

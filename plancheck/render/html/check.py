@@ -15,6 +15,7 @@ import typing as t
 from plancheck.records.report import Report, Status, TensorRow
 from plancheck.render.html.page import (
     Json,
+    block_tensors,
     depth_note,
     esc,
     legend,
@@ -23,8 +24,10 @@ from plancheck.render.html.page import (
     share_bar,
     side_card,
     side_titles,
+    tensors_outside_blocks,
 )
 from plancheck.render.registry import HTML, register
+from plancheck.render.report import short_parameter
 from plancheck.render.vocabulary import UNKNOWN, BlockStatus, block_status, rows_by_key
 
 if t.TYPE_CHECKING:
@@ -37,13 +40,6 @@ def _value(value: Json) -> str:
     if value is None:
         return "—"
     return value if isinstance(value, str) else json.dumps(value, separators=(", ", ": "))
-
-
-def _short_parameter(parameter: str) -> str:
-    marker = ".arch_kwargs."
-    if parameter.startswith("configurations.") and marker in parameter:
-        return parameter.split(marker, 1)[1]
-    return parameter
 
 
 def _verdict(report: Report) -> str:
@@ -85,7 +81,7 @@ def _shares(report: Report) -> str:
 
 
 def _row_cause(row: TensorRow) -> str:
-    names = [_short_parameter(c.parameter) for c in row.causes]
+    names = [short_parameter(c.parameter) for c in row.causes]
     if not names:
         return ""
     return ", ".join(esc(n) for n in names[:2]) + (f" (+{len(names) - 2} more)" if len(names) > 2 else "")
@@ -201,7 +197,7 @@ def check_section(report: Report, *, prefix: str = "", heading: str = "h2") -> s
             rows_attr = " ".join(str(view.index[id(r)]) for r in explained)
             out.append(
                 f'<tr class="cause" id="{esc(prefix)}cause-{n}" tabindex="0" data-blocks="{esc(" ".join(blocks))}" '
-                f'data-rows="{rows_attr}"><td><code>{esc(_short_parameter(rc.cause.parameter))}</code>'
+                f'data-rows="{rows_attr}"><td><code>{esc(short_parameter(rc.cause.parameter))}</code>'
                 f'<div class="muted small">{esc(rc.cause.parameter)}</div></td>'
                 f"<td class=\"mono\">{esc(_value(rc.cause.source))}</td><td class=\"mono\">"
                 f"{esc(_value(rc.cause.target))}</td><td class=\"num\">{rc.tensors}</td>"
@@ -231,21 +227,14 @@ def check_section(report: Report, *, prefix: str = "", heading: str = "h2") -> s
                 continue
             st = view.status[gid]
             bad = sum(1 for r in rows if r.status not in (Status.OK, Status.HEAD))
-            opened = " open" if st.name in ("fails", "missing") else ""
             what = f"{bad} of {len(rows)} tensors do not load" if bad else f"{len(rows)} tensors"
             body = "".join(_row_html(r, view.index[id(r)]) for r in rows)
-            out.append(
-                f'<details class="tens" id="tensors-{esc(gid)}"{opened}><summary><span class="sw sw-{st.name} '
-                f'tx-{st.name}">{esc(st.mark)}</span> <b>{role} {esc(b.label)}</b> <span class="muted small">'
-                f"<code>{esc(b.module)}</code> · {esc(st.label)} · {what}</span></summary>"
-                f"<table>{_TENSOR_HEAD}<tbody>{body}</tbody></table></details>"
-            )
+            table = f"<table>{_TENSOR_HEAD}<tbody>{body}</tbody></table>"
+            out.append(block_tensors(gid, role, b, st, st.label, what, table, opened=st.name in ("fails", "missing")))
     rest = view.unplaced()
     if rest:
-        body = "".join(_row_html(r, view.index[id(r)]) for r in rest)
-        label = "Tensors outside the drawn blocks" if view.status else "Tensors"
-        out.append(f'<details class="tens" open><summary><b>{label}</b> <span class="muted small">{len(rest)} '
-                   f"tensors</span></summary><table>{_TENSOR_HEAD}<tbody>{body}</tbody></table></details>")
+        out.append(tensors_outside_blocks(_TENSOR_HEAD, [_row_html(r, view.index[id(r)]) for r in rest],
+                                          drawn=bool(view.status)))
     out.append("</div>")
     return "\n".join(out)
 

@@ -24,7 +24,8 @@ if t.TYPE_CHECKING:
     from plancheck.records.layout import NetworkLayout
     from plancheck.records.report import Report
 
-__all__ = ["CSS", "GENERATOR", "SCRIPT", "Json", "check_html_path", "depth_note", "esc", "html_page",
+__all__ = ["CSS", "GENERATOR", "SCRIPT", "Json", "block_tensors", "check_html_path", "depth_note", "esc",
+           "html_page", "tensors_outside_blocks",
            "is_plancheck_page", "legend", "page", "percent_floor", "shape_text", "share_bar", "side_card",
            "side_titles", "write_html"]
 
@@ -319,3 +320,23 @@ def depth_note(a: NetworkLayout | None, b: NetworkLayout | None, name_a: str, na
             "of another resolution level and a different width: the decoder cannot load, while the encoder "
             "stages both networks have can.</p>")
 
+
+def block_tensors(gid: str, role: str, block: t.Any, status: BlockStatus, label: str, what: str, table: str, *,
+                  opened: bool) -> str:
+    """One drawn block's tensors, folded under a summary line: its status mark, name, module, ``label`` and ``what``.
+
+    ``table`` is the whole ``<table>...</table>``; the id lets the pictures open it.
+    """
+    return (
+        f'<details class="tens" id="tensors-{esc(gid)}"{" open" if opened else ""}><summary><span class="sw '
+        f'sw-{status.name} tx-{status.name}">{esc(status.mark)}</span> <b>{role} {esc(block.label)}</b> '
+        f'<span class="muted small"><code>{esc(block.module)}</code> · {esc(label)} · {what}</span></summary>'
+        f"{table}</details>"
+    )
+
+
+def tensors_outside_blocks(head: str, rows: t.Sequence[str], *, drawn: bool) -> str:
+    """The tensors no drawn block holds (all of them when nothing is ``drawn``), open, under one summary line."""
+    label = "Tensors outside the drawn blocks" if drawn else "Tensors"
+    return (f'<details class="tens" open><summary><b>{label}</b> <span class="muted small">{len(rows)} '
+            f"tensors</span></summary><table>{head}<tbody>{''.join(rows)}</tbody></table></details>")

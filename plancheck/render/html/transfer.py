@@ -12,6 +12,7 @@ import typing as t
 
 from plancheck.records.transfer import TransferResult
 from plancheck.render.html.page import (
+    block_tensors,
     esc,
     legend,
     page,
@@ -20,6 +21,7 @@ from plancheck.render.html.page import (
     share_bar,
     side_card,
     side_titles,
+    tensors_outside_blocks,
 )
 from plancheck.render.registry import HTML, register
 from plancheck.render.vocabulary import (
@@ -255,20 +257,13 @@ def transfer_section(result: t.Any, *, prefix: str = "", heading: str = "h2") ->
                     continue
                 table = f"<table>{_SOURCE_HEAD}<tbody>" + _source_rows(view, b)
                 what = f"{sum(1 for k in b.keys if k in view.fed)} of {len(b.keys)} tensors carried over"
-            opened = " open" if role == "target" and st.name in ("adapted", "partly", "initialised") else ""
-            label = TRANSFER_LABELS.get(st.name, st.label)
-            out.append(
-                f'<details class="tens" id="tensors-{esc(gid)}"{opened}><summary><span class="sw sw-{st.name} '
-                f'tx-{st.name}">{esc(st.mark)}</span> <b>{role} {esc(b.label)}</b> <span class="muted small">'
-                f"<code>{esc(b.module)}</code> · {esc(label)} · {what}</span></summary>{table}</tbody></table>"
-                "</details>"
-            )
+            out.append(block_tensors(gid, role, b, st, TRANSFER_LABELS.get(st.name, st.label), what,
+                                     f"{table}</tbody></table>",
+                                     opened=role == "target" and st.name in ("adapted", "partly", "initialised")))
     rest = view.unplaced()
     if rest:
-        body = "".join(_plan_row(r, view.index[id(r)]) for r in rest)
-        label = "Tensors outside the drawn blocks" if view.status else "Tensors"
-        out.append(f'<details class="tens" open><summary><b>{label}</b> <span class="muted small">{len(rest)} '
-                   f"tensors</span></summary><table>{_PLAN_HEAD}<tbody>{body}</tbody></table></details>")
+        out.append(tensors_outside_blocks(_PLAN_HEAD, [_plan_row(r, view.index[id(r)]) for r in rest],
+                                          drawn=bool(view.status)))
     out.append("</div>")
     return "\n".join(out)
 
