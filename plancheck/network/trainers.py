@@ -199,6 +199,10 @@ def resolve_trainer(name: str, *, allow: t.Iterable[str] = (), requested_by: str
         elif overrides:
             load_trainer_class(class_path)  # fail now (exit 3) rather than while building
         return TrainerRef(name, class_path, overrides, "nnunetv2")
+    from plancheck.finetune import TRAINERS as FINETUNE_TRAINERS
+
+    if name in FINETUNE_TRAINERS:  # plancheck's own fine-tuning trainers: they build the plans' network
+        return TrainerRef(name, f"plancheck.finetune.trainer.{name}", False, "plancheck")
     for module_name in allow:
         module = _import(module_name, f"trainer {name} (--allow-import {module_name})")
         obj = getattr(module, name, None)

@@ -1,0 +1,81 @@
+"""``transfer --schedule``: the target's own plans under a new identifier, carrying the fine-tuning entry.
+
+Everything nnU-Net reads is the target's: every configuration (its ``data_identifier`` too, so
+``nnUNetv2_train -p NEW`` reuses the preprocessed data), the fingerprint-derived fields, the
+label handling. Only ``plans_name`` changes, and the top-level :data:`~plancheck.finetune.schedule.PLANS_KEY`
+entry is added, which nnU-Net ignores and the fine-tuning trainers read. The file is written
+next to the target's plans (``<identifier>.json``, so ``-p <identifier>`` finds it), atomically,
+and read back before it takes its name: the same configurations, an entry that parses, and keys
+the target network has.
+
+Nothing here imports torch.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import typing as t
+
+from plancheck.errors import InputError, OutputExists, ReadBackError, UsageError
+from plancheck.finetune.schedule import FREEZE_CHOICES, PLANS_KEY, FinetunePlan
+
+__all__ = ["finetune_plans", "write_finetune_plans"]
+
+Json = t.Any
+
+
+def finetune_plans(plans: dict[str, Json], plan: FinetunePlan, plans_name: str) -> dict[str, Json]:
+    """A copy of ``plans`` named ``plans_name`` with ``plan`` under PLANS_KEY; nothing else changes."""
+    new = copy.deepcopy(plans)
+    new["plans_name"] = plans_name
+    new[PLANS_KEY] = plan.to_dict()
+    return new
+
+
+def plans_path(target_plans_path: str | None, plans_name: str) -> str:
+    if target_plans_path is None:
+        raise UsageError("`schedule` needs the target's plans file: its folder is where nnU-Net's -p looks")
+    if not plans_name or os.sep in plans_name or plans_name.startswith(".") or (os.altsep and os.altsep in plans_name):
+        raise UsageError(f"`schedule_plans` {plans_name!r}: a plans identifier, not a path")
+    return os.path.join(os.path.dirname(os.path.abspath(target_plans_path)), f"{plans_name}.json")
+
+
+def write_finetune_plans(path: str, new: dict[str, Json], original: dict[str, Json], network_keys: t.Collection[str],
+                         *, force: bool) -> str:
+    """Write ``new`` to ``path`` (atomic; an existing file only with ``force``), read back and checked."""
+    from plancheck.atomic import atomic_write_text
+
+    def check(tmp: str) -> None:
+        try:
+            with open(tmp, encoding="utf-8") as fh:
+                back = json.load(fh)
+            plan = FinetunePlan.from_dict(back.get(PLANS_KEY))
+        except (OSError, ValueError) as e:
+            raise ReadBackError(f"the fine-tuning plans read back are not valid: {e}", path=path) from e
+        problem = None
+        if back.get("configurations") != original.get("configurations"):
+            problem = "the configurations differ from the target's"
+        elif {k: v for k, v in back.items() if k not in (PLANS_KEY, "plans_name")} != \
+                {k: v for k, v in original.items() if k not in (PLANS_KEY, "plans_name")}:
+            problem = "fields other than plans_name and the fine-tuning entry differ from the target's"
+        elif not set(plan.carried) <= set(network_keys):
+            problem = "the entry names keys the target network does not have"
+        if problem:
+            raise ReadBackError(f"the fine-tuning plans read back: {problem}", path=path)
+
+    text = json.dumps(new, indent=4)  # as nnU-Net's save_json writes plans
+    try:
+        return atomic_write_text(path, text, overwrite=force, check=check)
+    except FileExistsError:
+        raise OutputExists("exists; not overwritten (pass `force` to replace it, or choose another "
+                           "`schedule_plans`)", path=path) from None
+    except OSError as e:
+        raise InputError(f"cannot write the fine-tuning plans: {e.strerror or e}", path=path) from e
+
+
+def freeze_choice(value: str) -> str:
+    if value not in FREEZE_CHOICES:
+        raise UsageError(f"`schedule` {value!r}: one of {', '.join(FREEZE_CHOICES)}")
+    return value
