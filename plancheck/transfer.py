@@ -218,6 +218,9 @@ def transfer(
     dry_run: bool = False,
     source_dataset_json: t.Any = None,
     target_dataset_json: t.Any = None,
+    schedule: str | None = None,
+    carried_lr_ratio: float = 1.0,
+    schedule_plans: str | None = None,
     **options: t.Any,
 ) -> TransferResult:
     """Write a checkpoint for the target's own network carrying every source tensor that honestly fits.
@@ -229,7 +232,11 @@ def transfer(
     index, ``mean`` or ``new`` (``"0,new"``). Tensors not carried keep nnU-Net's own
     initialisation, drawn with ``seed``. Writes ``out`` atomically (an existing file only with
     ``force``), reads it back and checks it against the target; ``dry_run`` writes nothing.
-    Other keyword options are those of :func:`plancheck.check`. Raises
+    ``schedule`` (``carried`` or ``encoder``): also write fine-tuning plans, the target's own plans
+    under ``schedule_plans`` (default ``<plans identifier>_finetune``) naming the tensors carried
+    over and those to freeze, for plancheck's fine-tuning trainers
+    (:mod:`plancheck.finetune`); the carried tensors train at ``carried_lr_ratio`` times the
+    learning rate after the frozen phase. Other keyword options are those of :func:`plancheck.check`. Raises
     :class:`~plancheck.errors.PlancheckError` for bad input (exit codes as the CLI's).
     """
     from plancheck.check import check_target, prepare_source, split_options
@@ -238,6 +245,13 @@ def transfer(
     cmap = parse_channel_map(channel_map)
     if type(seed) is not int:
         raise UsageError(f"`seed` must be an integer, not {seed!r}")
+    if schedule is not None:
+        from plancheck.finetune.plans import freeze_choice, lr_ratio
+
+        freeze_choice(schedule)
+        lr_ratio(carried_lr_ratio)
+    elif schedule_plans is not None or carried_lr_ratio != 1.0:
+        raise UsageError("`schedule_plans` and `carried_lr_ratio` only make sense with `schedule`")
     out_path = None if out is None else os.path.abspath(os.fspath(out))
     if out_path is None and not dry_run:
         raise UsageError("transfer needs `out` OUT.pth (or `dry_run`)")
@@ -272,13 +286,29 @@ def transfer(
     trainer = target_options.get("target_trainer") or prepared.trainer_name
     from plancheck.remedies.commands import device_note, trainer_note
 
-    notes += [trainer_note(trainer, "--target-trainer" if target_options.get("target_trainer")
-                           else prepared.trainer_by or None), *filter(None, [device_note()])]
+    finetune = None
+    if schedule is not None:
+        trainer, finetune_id, finetune_path = _finetune_setup(tgt, target_options.get("target_trainer"),
+                                                              source_options.get("allow_import") or (),
+                                                              schedule_plans, force=force or dry_run)
+        command = _finetune_command(tgt, out_path, trainer, finetune_id)
+        notes.append(trainer_note(trainer, "--target-trainer" if target_options.get("target_trainer")
+                                  else "plancheck's fine-tuning trainer, for --schedule"))
+        if plan.parameters_carried:
+            from plancheck.finetune.plans import from_transfer
+
+            finetune = from_transfer(plan, schedule, carried_lr_ratio, out_path or "OUT.pth")
+    else:
+        command = train_command(tgt, out_path, trainer)
+        notes.append(trainer_note(trainer, "--target-trainer" if target_options.get("target_trainer")
+                                  else prepared.trainer_by or None))
+    notes += filter(None, [device_note()])
     result = TransferResult(
         source=prepared.summary, target=checked.report.target, plan=plan, out=out_path, written=False,
         dry_run=dry_run, verified=False, seed=seed, channel_map=cmap,
-        command=train_command(tgt, out_path, trainer), source_sha256=None, check=checked.report,
+        command=command, source_sha256=None, check=checked.report,
         warnings=_transfer_warnings(prepared), notes=tuple(notes),
+        finetune=finetune, finetune_trainer=trainer if schedule is not None else None,
     )
     if dry_run or plan.parameters_carried == 0:
         return result
@@ -310,7 +340,46 @@ def transfer(
         PROVENANCE_KEY: _provenance(result, prepared, os.path.getsize(ckpt.path), tgt, trainer),
     }
     written = _write(out_path, payload, force=force, check=lambda tmp: verify(tmp, tgt, shown=out_path))
-    return dataclasses.replace(result, written=True, verified=True, out=written)
+    result = dataclasses.replace(result, written=True, verified=True, out=written)
+    if finetune is not None:
+        from plancheck.finetune.plans import finetune_plans, write_finetune_plans
+
+        new = finetune_plans(tgt.plans.data, finetune, finetune_id)
+        path = write_finetune_plans(finetune_path, new, tgt.plans.data, network.state_dict().keys(), force=force)
+        result = dataclasses.replace(result, finetune_plans=path)
+    return result
+
+
+def _finetune_setup(target: Side, target_trainer: str | None, allow: t.Iterable[str], schedule_plans: str | None,
+                    *, force: bool) -> tuple[str, str, str]:
+    """``schedule``'s trainer (a fine-tuning trainer), plans identifier and plans path, refused early."""
+    from plancheck.finetune import DEFAULT_TRAINER
+    from plancheck.finetune.plans import plans_path
+    from plancheck.finetune.trainer import nnUNetTrainerFinetune
+    from plancheck.network.trainers import load_trainer_class, resolve_trainer
+    from plancheck.remedies.commands import plans_identifier
+
+    trainer = target_trainer or DEFAULT_TRAINER
+    cls = load_trainer_class(resolve_trainer(trainer, allow=tuple(allow), requested_by="--target-trainer").class_path)
+    if not issubclass(cls, nnUNetTrainerFinetune):
+        raise UsageError(f"`schedule` needs a fine-tuning trainer (plancheck trainers lists them, or a subclass): "
+                         f"`target_trainer` {trainer} is not one")
+    identifier = schedule_plans or f"{plans_identifier(target)}_finetune"
+    path = plans_path(target.plans.path, identifier)
+    if os.path.lexists(path) and not force:
+        raise OutputExists("exists; not overwritten (pass `force` to replace it, or choose another `schedule_plans`)",
+                           path=path)
+    return trainer, identifier, path
+
+
+def _finetune_command(target: Side, out: str | None, trainer: str, identifier: str) -> str:
+    from plancheck.finetune import trainers_folder
+    from plancheck.remedies.commands import finetune_train_command, trainer_name
+
+    return finetune_train_command(target.plans.dataset_name, target.configuration.name, identifier,
+                                  trainer=trainer_name(trainer) or trainer,
+                                  pretrained_weights=os.path.abspath(out) if out else "OUT.pth",
+                                  trainers_folder=trainers_folder())
 
 
 #: how the planner's note on master's strict load starts (replaced by the nnssl verdict when there is one)

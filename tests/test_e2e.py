@@ -39,6 +39,39 @@ class {TRAINER}(nnUNetTrainer):
         self.num_iterations_per_epoch = 5
         self.num_val_iterations_per_epoch = 2
 """
+#: A fine-tuning trainer of plancheck's, shortened: 3 epochs (frozen 0, warm-up 1, poly 2) of 3 iterations, a
+#: checkpoint every epoch; E2E_STOP_AFTER_EPOCH=N ends the process after epoch N, as an interrupted run ends.
+FINETUNE = "nnUNetTrainerFinetune_e2e"
+FINETUNE_SOURCE = f"""
+import os
+
+import torch
+from plancheck.finetune.trainer import nnUNetTrainerFinetune
+
+
+class {FINETUNE}(nnUNetTrainerFinetune):
+    EPOCHS = 3
+    FROZEN_EPOCHS = 1
+    WARMUP_EPOCHS = 1
+
+    def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
+                 device: torch.device = torch.device("cuda")):
+        super().__init__(plans, configuration, fold, dataset_json, device)
+        self.num_iterations_per_epoch = 3
+        self.num_val_iterations_per_epoch = 1
+        self.save_every = 1
+
+    def on_epoch_end(self):
+        super().on_epoch_end()
+        stop = os.environ.get("E2E_STOP_AFTER_EPOCH")
+        if stop is not None and self.current_epoch == int(stop) + 1:
+            # checkpoint_latest.pth is written: the run stops as a killed one does (its data loaders first, so
+            # that no worker process outlives it)
+            for loader in (self.dataloader_train, self.dataloader_val):
+                if hasattr(loader, "_finish"):
+                    loader._finish()
+            os._exit(3)
+"""
 TIMES: dict[str, float] = {}
 
 
@@ -93,7 +126,7 @@ def workflow(tmp_path_factory):
            "nnUNet_results": str(root / "results"), "nnUNet_n_proc_DA": "1", "OMP_NUM_THREADS": "2"}
     for var in ("raw", "preprocessed", "results", "trainers"):
         (root / var).mkdir()
-    (root / "trainers" / "e2e_trainers.py").write_text(TRAINER_SOURCE)
+    (root / "trainers" / "e2e_trainers.py").write_text(TRAINER_SOURCE + FINETUNE_SOURCE)
     env["nnUNet_extTrainer"] = str(root / "trainers")  # nnU-Net's own lookup
     env["PYTHONPATH"] = str(root / "trainers")  # importable for plancheck's --allow-import
     allow = ("--allow-import", "e2e_trainers")
@@ -122,6 +155,26 @@ def workflow(tmp_path_factory):
     args = ["0" if a == "FOLD" else a for a in _as_printed(out["transfer"]["command"])]
     out["transfer_run"] = _ok(_run(env, *args, step="transfer: nnUNetv2_train"))
     out["again"] = _run(env, "plancheck", "check", str(root / "t.pth"), "802", *allow, step="check OUT.pth")
+    # fine-tuning with a freezing schedule: transfer --schedule, the printed command (a shell line: it sets
+    # nnUNet_extTrainer), stopped after the frozen epoch, then resumed with --c as a user resumes it
+    sched = _ok(_run(env, "plancheck", "transfer", str(ckpt), "802", "-o", str(root / "ft.pth"), *allow,
+                     "--schedule", "encoder", "--target-trainer", FINETUNE, "--format", "json",
+                     step="transfer --schedule"))
+    out["schedule"] = json.loads(sched.stdout)
+    printed = out["schedule"]["command"].replace(" FOLD ", " 0 ") + " -device cpu"
+    env = {**env, "PATH": BIN + os.pathsep + env.get("PATH", "")}  # the shell finds the venv's nnUNetv2_train
+    out["finetune_stopped"] = _run({**env, "E2E_STOP_AFTER_EPOCH": "0", "nnUNet_n_proc_DA": "0"}, "/bin/bash", "-c",
+                                   printed,
+                                   step="fine-tune: frozen epoch, then stopped")
+    resume = printed.replace(f" -pretrained_weights {shlex.quote(str(root / 'ft.pth'))}", " --c")
+    assert resume != printed
+    folder = root / "results" / "Dataset802_Aniso" / f"{FINETUNE}__nnUNetPlans_finetune__3d_fullres" / "fold_0"
+    import torch
+
+    latest = torch.load(folder / "checkpoint_latest.pth", map_location="cpu", weights_only=False)
+    out["after_frozen"] = {"epoch": latest["current_epoch"], "weights": latest["network_weights"]}
+    out["finetune_resumed"] = _ok(_run(env, "/bin/bash", "-c", resume, step="fine-tune: --c"))
+    out["finetune_folder"] = folder
     TIMES["total"] = time.time() - start
     print(f"e2e: total {TIMES['total']:.0f} s", flush=True)
     return out
@@ -151,3 +204,31 @@ def test_transferred_weights_train_in_the_targets_own_plans(workflow):
 
 def test_the_transfer_file_is_a_source(workflow):
     assert workflow["again"].returncode == 0, workflow["again"].stderr
+
+
+def test_fine_tuning_runs_the_phases_and_resumes_in_the_right_one(workflow):
+    """Issue 19: frozen tensors are bit-identical to the transferred file after the frozen phase and differ after
+    it; a run stopped after the frozen epoch resumes (--c) with the frozen phase's optimizer, then warms up."""
+    import torch
+
+    schedule = workflow["schedule"]["schedule"]
+    assert schedule["freeze"] == "encoder" and schedule["trainer"] == FINETUNE and schedule["plans"]
+    command = workflow["schedule"]["command"]
+    assert "nnUNet_extTrainer=" in command and f"-tr {FINETUNE}" in command
+    assert workflow["finetune_stopped"].returncode == 3, workflow["finetune_stopped"].stderr[-3000:]
+    transferred = torch.load(workflow["root"] / "ft.pth", map_location="cpu", weights_only=True)["network_weights"]
+    frozen = schedule["frozen_keys"]
+    after = workflow["after_frozen"]
+    assert after["epoch"] == 1 and frozen
+    assert all(torch.equal(after["weights"][k], transferred[k]) for k in frozen)
+    trained = [k for k in transferred if k not in set(frozen) and transferred[k].is_floating_point()]
+    assert sum(not torch.equal(after["weights"][k], transferred[k]) for k in trained) > len(trained) // 2
+    final = torch.load(workflow["finetune_folder"] / "checkpoint_final.pth", map_location="cpu", weights_only=False)
+    assert sum(not torch.equal(final["network_weights"][k], transferred[k]) for k in frozen) > len(frozen) // 2
+    logs = sorted(workflow["finetune_folder"].glob("training_log_*.txt"))
+    assert len(logs) == 2, logs
+    first, second = (p.read_text() for p in logs)
+    assert "plancheck fine-tuning: phase 'frozen' (epochs 0-0 of 3" in first and "phase 'warmup'" not in first
+    # resumed: the frozen phase's optimizer for nnU-Net's load, then the warm-up and the decay
+    assert "phase 'frozen'" in second and "phase 'warmup' (epochs 1-1 of 3" in second
+    assert "phase 'train' (epochs 2-2)" in second

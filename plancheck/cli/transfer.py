@@ -33,7 +33,15 @@ __all__ = ["transfer_command"]
               help="For each target input channel: a source channel index, mean or new (e.g. 0,new).")
 @click.option("--seed", default=0, show_default=True, type=int,
               help="Seed of nnU-Net's initialisation of the tensors that are not carried over.")
-@force_option("Overwrite an existing OUT.")
+@click.option("--schedule", type=click.Choice(("carried", "encoder")), default=None,
+              help="Also write fine-tuning plans for plancheck's fine-tuning trainers (plancheck trainers): freeze "
+              "every tensor carried over, or the carried stem and encoder, then warm up, then train all.")
+@click.option("--carried-lr-ratio", default=1.0, show_default=True, type=float, metavar="R",
+              help="With --schedule: the carried tensors train at R times the learning rate after the frozen phase.")
+@click.option("--schedule-plans", default=None, metavar="PLANS_IDENTIFIER",
+              help="With --schedule: the identifier of the plans written next to TARGET's.  "
+              "[default: <target plans identifier>_finetune]")
+@force_option("Overwrite an existing OUT (and the fine-tuning plans of --schedule).")
 @click.option("--dry-run", is_flag=True, help="Print the report; write nothing.")
 @click.option("-v", "--verbose", is_flag=True, help="List every tensor (text and markdown), copied ones included.")
 @source_options()
@@ -50,6 +58,9 @@ def transfer_command(
     strategy: str,
     channel_map: str | None,
     seed: int,
+    schedule: str | None,
+    carried_lr_ratio: float,
+    schedule_plans: str | None,
     force: bool,
     dry_run: bool,
     verbose: bool,
@@ -90,6 +101,9 @@ def transfer_command(
         strategy=strategy,
         channel_map=channel_map,
         seed=seed,
+        schedule=schedule,
+        carried_lr_ratio=carried_lr_ratio,
+        schedule_plans=schedule_plans,
         force=force,
         dry_run=dry_run,
         source_dataset_json=source_dataset_json,

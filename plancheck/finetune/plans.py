@@ -21,7 +21,7 @@ import typing as t
 from plancheck.errors import InputError, OutputExists, ReadBackError, UsageError
 from plancheck.finetune.schedule import FREEZE_CHOICES, PLANS_KEY, FinetunePlan
 
-__all__ = ["finetune_plans", "write_finetune_plans"]
+__all__ = ["finetune_plans", "from_transfer", "plans_path", "write_finetune_plans"]
 
 Json = t.Any
 
@@ -73,6 +73,34 @@ def write_finetune_plans(path: str, new: dict[str, Json], original: dict[str, Js
                            "`schedule_plans`)", path=path) from None
     except OSError as e:
         raise InputError(f"cannot write the fine-tuning plans: {e.strerror or e}", path=path) from e
+
+
+def from_transfer(plan: t.Any, freeze: str, carried_lr_ratio: float, source: str) -> FinetunePlan:
+    """The fine-tuning entry of a transfer plan (:class:`~plancheck.remedies.transfer_plan.TransferPlan`).
+
+    ``carried``: every key (aliases included) of every tensor the transfer copied or adapted.
+    ``frozen``: all of them (``carried``), or those of the stem and encoder (``encoder``: the parts
+    the target architecture's own ``key_to_stem``/``key_to_encoder`` name).
+    """
+    from plancheck.remedies.transfer_plan import Part
+
+    freeze = freeze_choice(freeze)
+    lr_ratio(carried_lr_ratio)
+    rows = [r for r in plan.tensors if r.carried]
+    frozen_rows = rows if freeze == "carried" else [r for r in rows if r.part in (Part.STEM, Part.ENCODER)]
+    if not frozen_rows:
+        raise InputError(f"`schedule` {freeze}: nothing to freeze, the transfer carried no "
+                         f"{'tensor' if freeze == 'carried' else 'stem or encoder tensor'} over")
+    carried = tuple(k for r in rows for k in r.keys)
+    frozen = tuple(k for r in frozen_rows for k in r.keys)
+    return FinetunePlan(freeze=freeze, carried=carried, frozen=frozen, carried_lr_ratio=float(carried_lr_ratio),
+                        source=source)
+
+
+def lr_ratio(value: float) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+        raise UsageError(f"`carried_lr_ratio` {value!r}: a positive number (1: the same learning rate)")
+    return float(value)
 
 
 def freeze_choice(value: str) -> str:

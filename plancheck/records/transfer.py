@@ -10,6 +10,7 @@ from plancheck.records.base import Rendered
 
 if t.TYPE_CHECKING:
     from plancheck.records.report import Report, SideSummary
+    from plancheck.finetune.schedule import FinetunePlan
     from plancheck.remedies.transfer_plan import ChannelMap, TransferPlan
 
 __all__ = ['TransferResult']
@@ -36,6 +37,9 @@ class TransferResult(Rendered):
     warnings: tuple[str, ...] = ()
     notes: tuple[str, ...] = ()
     bytes_read: int = 0  #: tensor bytes read from the source
+    finetune: FinetunePlan | None = None  #: --schedule: what the fine-tuning plans carry
+    finetune_plans: str | None = None  #: --schedule: the plans file written (None: dry run)
+    finetune_trainer: str | None = None  #: --schedule: the trainer the command names
 
     @property
     def exit_code(self) -> int:
@@ -61,4 +65,8 @@ class TransferResult(Rendered):
             "check_compatible": self.check.compatible,
             "warnings": list(self.warnings),
             "notes": list(self.notes),
+            **({} if self.finetune is None else {"schedule": {
+                "freeze": self.finetune.freeze, "carried_lr_ratio": self.finetune.carried_lr_ratio,
+                "trainer": self.finetune_trainer, "plans": self.finetune_plans,
+                "carried_keys": len(self.finetune.carried), "frozen_keys": list(self.finetune.frozen)}}),
         }

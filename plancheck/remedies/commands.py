@@ -40,6 +40,15 @@ def train_command(dataset_name: str | None, configuration: str, fold: str | int 
     return " ".join(parts)
 
 
+def finetune_train_command(dataset_name: str | None, configuration: str, plans_identifier: str, *, trainer: str,
+                           pretrained_weights: str, trainers_folder: str) -> str:
+    """``nnUNet_extTrainer=FOLDER:"$nnUNet_extTrainer" nnUNetv2_train ...``: nnU-Net finds plancheck's trainers
+    (and still the user's own: an empty entry is skipped by its lookup)."""
+    return (f'nnUNet_extTrainer={shlex.quote(trainers_folder)}:"$nnUNet_extTrainer" '
+            + train_command(dataset_name, configuration, None, plans_identifier, trainer=trainer,
+                            pretrained_weights=pretrained_weights))
+
+
 def preprocess_command(dataset_name: str | None, plans_identifier: str, configuration: str) -> str:
     return (f"nnUNetv2_preprocess -d {command_id(dataset_name)} -plans_name {shlex.quote(plans_identifier)} "
             f"-c {shlex.quote(configuration)}")

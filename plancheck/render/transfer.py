@@ -14,6 +14,7 @@ import typing as t
 
 from plancheck.inputs.shapes import format_shape
 from plancheck.options import OutputFormat
+from plancheck.finetune.schedule import PLANS_KEY
 from plancheck.records.transfer import TransferResult
 from plancheck.records.units import percent
 from plancheck.remedies.transfer_plan import Action, TensorPlan, TransferPlan
@@ -80,6 +81,20 @@ def _side(s: t.Any) -> str:
             f"{'s' if s.input_channels != 1 else ''})")
 
 
+def _schedule_lines(result: TransferResult) -> list[str]:
+    """--schedule: what the fine-tuning plans say, and where they are."""
+    f = result.finetune
+    if f is None:
+        return []
+    frozen = sum(r.parameters for r in result.plan.tensors if r.carried and r.key in set(f.frozen))
+    where = (f"Wrote {result.finetune_plans}: the target's plans with a '{PLANS_KEY}' entry (read back and checked)"
+             if result.finetune_plans else f"Fine-tuning plans (not written): the target's plans with a '{PLANS_KEY}' "
+             "entry")
+    return [f"{where}: "
+            f"freeze {f.freeze}, {len(f.frozen)} keys ({frozen:,} parameters) fixed in the frozen phase, carried "
+            f"lr ratio {f.carried_lr_ratio:g}; trainer {result.finetune_trainer} (plancheck trainers)."]
+
+
 def _outcome(result: TransferResult) -> str:
     if result.plan.parameters_carried == 0:
         return "Nothing written: no tensor of the source can be carried over."
@@ -104,7 +119,7 @@ def _text(result: TransferResult, verbose: bool) -> str:
         lines += ["", "Warnings:", *(f"  - {w}" for w in result.warnings)]
     if result.notes:
         lines += ["", "Notes:", *(f"  - {n}" for n in result.notes)]
-    lines += ["", _outcome(result)]
+    lines += ["", _outcome(result), *_schedule_lines(result)]
     if result.source_sha256:
         lines.append(f"Source SHA-256: {result.source_sha256}")
     if result.plan.parameters_carried:
@@ -127,7 +142,7 @@ def _markdown(result: TransferResult, verbose: bool) -> str:
     for title, items in (("Warnings", result.warnings), ("Notes", result.notes)):
         if items:
             lines += ["", f"**{title}**", *(f"- {x}" for x in items)]
-    lines += ["", _outcome(result)]
+    lines += ["", _outcome(result), *_schedule_lines(result)]
     if result.source_sha256:
         lines.append(f"Source SHA-256: `{result.source_sha256}`")
     if result.plan.parameters_carried:
