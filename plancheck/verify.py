@@ -11,6 +11,7 @@ device memory is used); then the trainer's network, optimizer and loss
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 import tempfile
@@ -278,6 +279,8 @@ def _run(setup: RunSetup, prepared: PreparedSource, device: str, iterations: int
         try:
             initialize(trainer)
             weights = _load_weights(trainer.network, path, how)
+            in_optimizer = {id(p) for g in trainer.optimizer.param_groups for p in g["params"]}
+            untrained = [(p, p.detach().clone()) for p in trainer.network.parameters() if id(p) not in in_optimizer]
         except torch.OutOfMemoryError as e:
             oom = str(e).splitlines()[0]
             return (WeightsLoad(False, how, 0, 0, "out of memory while building the network or loading the weights"),
@@ -329,7 +332,28 @@ def _run(setup: RunSetup, prepared: PreparedSource, device: str, iterations: int
         device=device, device_name=name, iterations=len(losses), losses=tuple(losses),
         first_iteration_seconds=times[0] if times else None,
         seconds_per_iteration=sum(after_first) / len(after_first) if after_first else None,
-        peak_allocated=allocated, peak_reserved=reserved, cpu_peak_delta=cpu_delta, out_of_memory=oom)
+        peak_allocated=allocated, peak_reserved=reserved, cpu_peak_delta=cpu_delta, out_of_memory=oom,
+        untrained_unchanged=all(torch.equal(before, p) for p, before in untrained) if untrained else None)
+
+
+def _phase_start(trainer_path: str, phase: str | None) -> tuple[int, str | None]:
+    """A fine-tuning trainer's (first epoch of ``phase``, phase name); (0, None) for any other trainer."""
+    from plancheck.finetune.schedule import Phase, Schedule
+    from plancheck.finetune.trainer import nnUNetTrainerFinetune
+    from plancheck.network.trainers import load_trainer_class
+
+    cls = load_trainer_class(trainer_path)
+    if not issubclass(cls, nnUNetTrainerFinetune):
+        if phase is not None:
+            raise UsageError(f"`phase` {phase}: only plancheck's fine-tuning trainers have phases "
+                             f"({cls.__name__} is not one)")
+        return 0, None
+    try:
+        chosen = Phase(phase or Phase.FROZEN.value)
+    except ValueError:
+        raise UsageError(f"`phase` {phase!r}: one of {', '.join(p.value for p in Phase)}") from None
+    schedule = Schedule(cls.EPOCHS, cls.FROZEN_EPOCHS, cls.WARMUP_EPOCHS, 0.01)
+    return schedule.first_epoch(chosen), chosen.value
 
 
 def verify(
@@ -347,6 +371,7 @@ def verify(
     cpu_memory_limit: int = CPU_MEMORY_LIMIT,
     cpu_seconds_limit: float = CPU_SECONDS_LIMIT,
     progress: t.Callable[[str], None] | None = None,
+    phase: str | None = None,
     **options: Json,
 ) -> VerifyResult:
     """Check, then predict, then (on ``cpu``/``cuda``) load the weights with nnU-Net and train ``iterations`` steps.
@@ -358,6 +383,9 @@ def verify(
     prediction with ``meta``). A CPU run predicted above ``cpu_memory_limit`` bytes or
     ``cpu_seconds_limit`` seconds raises :class:`RunRefused` unless ``force``. ``options``
     are those of :func:`plancheck.check` (``target_configuration``, ``trainer``, ...).
+    ``phase``: with one of plancheck's fine-tuning trainers (``target_trainer``), the phase the
+    steps run in (``frozen``, the default, ``warmup`` or ``train``): its optimizer groups, its
+    memory, and after the steps whether every parameter outside the optimizer is unchanged.
     """
     from plancheck.check import check_target, prepare_source, split_options
 
@@ -404,6 +432,9 @@ def verify(
     if patch is not None:
         _check_divisible(patch, target_side)
     setup, setup_notes = _run_setup(target_side, trainer_path, patch, batch_size)
+    start_epoch, phase = _phase_start(trainer_path, phase)
+    setup = dataclasses.replace(setup, start_epoch=start_epoch)
+    common["phase"] = phase
     notes += setup_notes
     notes.append("torch.compile off (nnU-Net compiles on CUDA by default; a compiled step usually needs less memory)")
     common.update(patch_size=setup.patch_size, batch_size=setup.batch_size, trainer=trainer_path.rsplit(".", 1)[1])

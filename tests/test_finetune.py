@@ -211,3 +211,105 @@ def test_resume_builds_the_phase_the_checkpoint_was_saved_in(tmp_path):
     assert fresh.finetune_phase is Phase.WARMUP
     assert len([p for g in fresh.optimizer.param_groups for p in g["params"]]) == len(list(fresh.network.parameters()))
     assert "phase 'warmup' (epochs 50-99" in open(fresh.log_file).read()
+
+
+# --------------------------------------------------------------------------- transfer --schedule
+
+
+@pytest.fixture(scope="module")
+def pair(tmp_path_factory):
+    """A 906 3d_fullres checkpoint of the network nnU-Net builds, and a copy of 906's plans folder as the target."""
+    import shutil
+
+    from nnunet_oracle import build_real, nnunet_checkpoint
+
+    folder = tmp_path_factory.mktemp("schedule")
+    plans, dj = load(SMALL), load(SMALL.parent / "dataset.json")
+    net = build_real(plans, "3d_fullres", dj)
+    torch.save(nnunet_checkpoint(net, plans, dj, "3d_fullres"), folder / "906.pth")
+    target = folder / "Dataset906_SmallImages"
+    shutil.copytree(SMALL.parent, target)
+    return folder / "906.pth", target / "nnUNetPlans.json"
+
+
+def test_transfer_schedule_writes_the_targets_own_plans_with_the_entry(pair, tmp_path, run_cli):
+    from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
+
+    ckpt, target = pair
+    out = tmp_path / "ft.pth"
+    code, stdout, err = run_cli("transfer", ckpt, target, "-o", out, "--schedule", "encoder", "--carried-lr-ratio",
+                                "0.25", "--format", "json")
+    assert code == 0, err
+    result = json.loads(stdout)
+    written = target.parent / "nnUNetPlans_finetune.json"
+    assert result["schedule"]["plans"] == str(written) and result["schedule"]["trainer"] == "nnUNetTrainerFinetune"
+    new, old = load(written), load(target)
+    assert {k: v for k, v in new.items() if k not in (PLANS_KEY, "plans_name")} == \
+        {k: v for k, v in old.items() if k != "plans_name"}
+    assert new["plans_name"] == "nnUNetPlans_finetune"
+    assert PlansManager(new).get_configuration("3d_fullres").data_identifier == \
+        PlansManager(old).get_configuration("3d_fullres").data_identifier  # the preprocessed data is reused
+    entry = FinetunePlan.from_dict(new[PLANS_KEY])
+    assert entry.freeze == "encoder" and entry.carried_lr_ratio == 0.25 and entry.source == str(out)
+    rows = {k: r for r in result["tensors"] for k in r["keys"]}
+    # frozen: exactly the carried tensors of the stem and encoder (the architecture's key_to_stem/key_to_encoder)
+    assert set(entry.frozen) == {k for k, r in rows.items() if r["action"] in ("copied", "adapted")
+                                 and r["part"] in ("stem", "encoder")}
+    assert set(entry.frozen) < set(entry.carried)  # the decoder was carried over too, and is not frozen
+    # nnU-Net's decoder holds the encoder too: both alias keys of an encoder tensor are frozen
+    assert all(k.startswith(("encoder.", "decoder.encoder.")) for k in entry.frozen)
+    assert any(k.startswith("decoder.stages.") for k in entry.carried)
+    command = result["command"]
+    assert command.startswith(f"nnUNet_extTrainer={trainers_folder()}:\"$nnUNet_extTrainer\" nnUNetv2_train ")
+    assert "-p nnUNetPlans_finetune -tr nnUNetTrainerFinetune -pretrained_weights" in command
+    # again: the plans exist, and neither they nor OUT are overwritten without --force
+    out2 = tmp_path / "again.pth"
+    code, stdout, err = run_cli("transfer", ckpt, target, "-o", out2, "--schedule", "encoder")
+    assert code == 2 and "nnUNetPlans_finetune.json: exists" in err and not out2.exists()
+    code, stdout, err = run_cli("transfer", ckpt, target, "-o", out2, "--schedule", "carried", "--force")
+    assert code == 0, err
+    assert FinetunePlan.from_dict(load(written)[PLANS_KEY]).freeze == "carried"
+
+
+def test_transfer_schedule_refusals(pair, tmp_path, run_cli):
+    ckpt, target = pair
+    out = tmp_path / "x.pth"
+    code, _, err = run_cli("transfer", ckpt, target, "-o", out, "--carried-lr-ratio", "0.5")
+    assert code == 2 and "--carried-lr-ratio" in err and "--schedule" in err
+    code, _, err = run_cli("transfer", ckpt, target, "-o", out, "--schedule", "encoder", "--target-trainer",
+                           "nnUNetTrainer_250epochs")
+    assert code == 2 and "fine-tuning trainer" in err and "--target-trainer nnUNetTrainer_250epochs" in err
+    code, _, err = run_cli("transfer", ckpt, target, "-o", out, "--schedule", "encoder", "--carried-lr-ratio", "0")
+    assert code == 2 and "--carried-lr-ratio" in err
+    code, stdout, err = run_cli("transfer", ckpt, target, "--dry-run", "--schedule", "encoder",
+                                "--schedule-plans", "dry_finetune")
+    assert code == 0 and "not written" in stdout and not (target.parent / "dry_finetune.json").exists()
+    assert not out.exists()
+
+
+def test_verify_runs_each_phase_of_a_fine_tuning_trainer(pair, tmp_path):
+    """verify understands the trainers: the frozen phase trains fewer parameters, needs less memory (no gradients,
+    no optimizer state for the frozen ones), and the steps leave the frozen tensors bit-identical."""
+    import plancheck
+    from plancheck.errors import UsageError
+
+    ckpt, target = pair
+    out = tmp_path / "ft.pth"
+    plancheck.transfer(ckpt, target, out, schedule="encoder", schedule_plans="verify_finetune", force=True)
+    plans = target.parent / "verify_finetune.json"
+    runs = {phase: plancheck.verify(out, plans, device="cpu", batch_size=2, patch_size=(32, 32, 32), iterations=2,
+                                    target_trainer="nnUNetTrainerFinetune", phase=phase, force=True)
+            for phase in ("frozen", "warmup")}
+    frozen, warm = runs["frozen"], runs["warmup"]
+    assert frozen.ok and warm.ok and frozen.phase == "frozen" and warm.phase == "warmup"
+    total = frozen.prediction.parameters_total
+    assert warm.prediction.parameters_trained == total and frozen.prediction.parameters_trained < total
+    assert frozen.measurement.untrained_unchanged is True and warm.measurement.untrained_unchanged is None
+    assert frozen.measurement.cpu_peak_delta < warm.measurement.cpu_peak_delta
+    assert frozen.prediction.step_bytes < warm.prediction.step_bytes
+    for run in runs.values():
+        measured, predicted = run.measurement.cpu_peak_delta, run.prediction.step_bytes
+        assert abs(predicted - measured) <= 0.05 * measured, (run.phase, predicted, measured)
+    assert "Parameters trained: " in str(frozen) and "bit-identical after the steps: yes" in str(frozen)
+    with pytest.raises(UsageError, match="`phase`"):
+        plancheck.verify(out, target, device="meta", phase="frozen", target_trainer="nnUNetTrainer")

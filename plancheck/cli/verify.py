@@ -34,6 +34,8 @@ __all__ = ["verify_command"]
 @click.option("--gpu-memory", type=click.FloatRange(min=0, min_open=True), default=None, metavar="GiB",
               help="Exit 1 unless the step fits in this much GPU memory (measured reserved; predicted with meta).")
 @click.option("--amp/--no-amp", default=None, help="Autocast + GradScaler.  [default: on for cuda and meta]")
+@click.option("--phase", type=click.Choice(("frozen", "warmup", "train")), default=None,
+              help="With a fine-tuning trainer (plancheck trainers): the phase the steps run in.  [default: frozen]")
 @force_option("Run on the CPU even above the expected time or memory limit.")
 @html_option
 @target_options
@@ -59,6 +61,7 @@ def verify_command(
     patch_size: tuple[int, ...] | None,
     gpu_memory: float | None,
     amp: bool | None,
+    phase: str | None,
     force: bool,
     html: str | None,
     allow_import: tuple[str, ...],
@@ -85,7 +88,7 @@ def verify_command(
         patch = tuple(patch_size)
     result = verify(
         source, target, configuration, device=device, iterations=iterations, batch_size=batch_size,
-        patch_size=patch, gpu_memory=gpu_memory, amp=amp, force=force,
+        patch_size=patch, gpu_memory=gpu_memory, amp=amp, phase=phase, force=force,
         progress=lambda message: click.echo(f"plancheck: {message}", err=True),
         target_configuration=target_configuration, source_dataset_json=source_dataset_json,
         target_dataset_json=target_dataset_json, plans_identifier=plans_identifier, trainer=trainer,

@@ -50,6 +50,8 @@ class Measurement:
     peak_reserved: int | None = None  #: CUDA: torch.cuda.max_memory_reserved
     cpu_peak_delta: int | None = None  #: CPU: peak allocation delta of the steps (torch.profiler)
     out_of_memory: str | None = None  #: the device ran out of memory (the message)
+    #: the parameters in no optimizer group (a frozen phase) bit-identical after the steps; None: every one trains
+    untrained_unchanged: bool | None = None
 
     @property
     def losses_finite(self) -> bool:
@@ -65,7 +67,7 @@ class Measurement:
                 "first_iteration_seconds": self.first_iteration_seconds,
                 "seconds_per_iteration": self.seconds_per_iteration, "peak_allocated": self.peak_allocated,
                 "peak_reserved": self.peak_reserved, "cpu_peak_delta": self.cpu_peak_delta,
-                "out_of_memory": self.out_of_memory}
+                "out_of_memory": self.out_of_memory, "untrained_unchanged": self.untrained_unchanged}
 
 
 @dataclass(frozen=True)
@@ -117,6 +119,7 @@ class VerifyResult(Rendered):
     expected_seconds: float | None = None  #: CPU: the expected time of the run, from the predicted FLOPs
     notes: tuple[str, ...] = ()
     warnings: tuple[str, ...] = field(default=())
+    phase: str | None = None  #: a fine-tuning trainer's phase the steps ran in (frozen, warmup, train)
 
     @property
     def ran(self) -> bool:
@@ -148,6 +151,8 @@ class VerifyResult(Rendered):
             return False
         if self.measurement is not None and (self.measurement.out_of_memory or not self.measurement.losses_finite):
             return False
+        if self.measurement is not None and self.measurement.untrained_unchanged is False:
+            return False
         return self.fits is not False
 
     @property
@@ -166,6 +171,7 @@ class VerifyResult(Rendered):
             "device": self.device,
             "configuration": self.configuration,
             "trainer": self.trainer,
+            "phase": self.phase,
             "patch_size": None if self.patch_size is None else list(self.patch_size),
             "batch_size": self.batch_size,
             "amp": self.amp,

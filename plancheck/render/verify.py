@@ -53,6 +53,19 @@ def memory_rows(result: VerifyResult) -> list[tuple[str, str]]:
     return rows
 
 
+def _phase_lines(result: VerifyResult) -> list[str]:
+    """Which parameters the steps trained (a fine-tuning trainer's phase), and whether the others stayed fixed."""
+    p, m = result.prediction, result.measurement
+    if p is None or not p.parameters_total or (result.phase is None and p.parameters_trained == p.parameters_total):
+        return []
+    line = (f"Parameters trained: {p.parameters_trained:,} of {p.parameters_total:,}"
+            + (f" (phase '{result.phase}')" if result.phase else ""))
+    if m is not None and m.untrained_unchanged is not None:
+        line += ("; the other " + f"{p.parameters_total - p.parameters_trained:,} bit-identical after the steps: "
+                 + ("yes" if m.untrained_unchanged else "NO"))
+    return [line]
+
+
 @register(VerifyResult, OutputFormat.TEXT)
 def _text(result: VerifyResult, verbose: bool) -> str:
     lines: list[str] = []
@@ -66,6 +79,7 @@ def _text(result: VerifyResult, verbose: bool) -> str:
     what = "predicted" if result.device == "meta" else "verified"
     lines.append(f"{verdict}: {what} on {result.device} ({result.configuration}, {result.trainer}, batch "
                  f"{result.batch_size}, patch {list(result.patch_size or ())}, AMP {'on' if result.amp else 'off'})")
+    lines += _phase_lines(result)
     w = result.weights
     if w is not None:
         if w.loaded:

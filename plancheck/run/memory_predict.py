@@ -49,6 +49,8 @@ class Prediction:
     flops_per_step: int
     by_category: dict[str, int] = field(default_factory=dict)  #: MemTracker's breakdown at the peak
     notes: tuple[str, ...] = ()
+    parameters_total: int = 0  #: the network's parameters
+    parameters_trained: int = 0  #: those in the trainer's optimizer (fewer in a fine-tuning trainer's frozen phase)
 
     @property
     def step_bytes(self) -> int:
@@ -66,6 +68,8 @@ class Prediction:
             "flops_per_step": self.flops_per_step,
             "by_category": dict(self.by_category),
             "notes": list(self.notes),
+            "parameters_total": self.parameters_total,
+            "parameters_trained": self.parameters_trained,
         }
 
 
@@ -102,6 +106,8 @@ def predict(setup: RunSetup, *, device: str, amp: bool, steps: int = 2) -> Predi
     with FakeTensorMode(), quiet(), captured_warnings():
         refake(meta_network, fake_device)
         initialize(trainer, network=meta_network)
+        total = sum(p.numel() for p in trainer.network.parameters())
+        trained = sum(p.numel() for g in trainer.optimizer.param_groups for p in g["params"])
         data, target = synthetic_batch(trainer)  # on the CPU, as nnU-Net's data loader delivers it
         data = data.to(fake_device)  # then on the device for the whole step (train_step's .to(device))
         target = [x.to(fake_device) for x in target] if isinstance(target, list) else target.to(fake_device)
@@ -131,6 +137,8 @@ def predict(setup: RunSetup, *, device: str, amp: bool, steps: int = 2) -> Predi
         flops_per_step=flops,
         by_category=categories,
         notes=tuple(notes),
+        parameters_total=int(total),
+        parameters_trained=int(trained),
     )
 
 

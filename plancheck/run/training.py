@@ -57,6 +57,7 @@ class RunSetup:
     dataset_json_json: str
     patch_size: tuple[int, ...]
     batch_size: int
+    start_epoch: int = 0  #: the trainer's current_epoch before it is initialised (a fine-tuning trainer's phase)
 
     @property
     def plans(self) -> dict[str, Json]:
@@ -132,6 +133,7 @@ def make_trainer(setup: RunSetup, device: torch.device) -> t.Any:
             first = str(e).strip().splitlines()[0] if str(e).strip() else ""
             raise BuildError(f"{trainer_cls.__name__}(...) cannot be constructed: {type(e).__name__}: {first}") from e
     trainer.device = device
+    trainer.current_epoch = setup.start_epoch
     return trainer
 
 
@@ -158,7 +160,9 @@ def initialize(trainer: t.Any, *, network: torch.nn.Module | None = None) -> Non
     """
     from nnunetv2.utilities.label_handling.label_handling import determine_num_input_channels
 
-    with _nnunet_environment(), quiet(), captured_warnings():
+    with _nnunet_environment() as tmp, quiet(), captured_warnings():
+        if not os.path.isdir(os.path.dirname(str(getattr(trainer, "log_file", "")))):
+            trainer.log_file = os.path.join(tmp, "training_log.txt")  # what configure_optimizers logs goes here
         trainer._set_batch_size_and_oversample()
         trainer.num_input_channels = determine_num_input_channels(
             trainer.plans_manager, trainer.configuration_manager, trainer.dataset_json)
