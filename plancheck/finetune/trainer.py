@@ -80,8 +80,8 @@ class nnUNetTrainerFinetune(nnUNetTrainer):
         entry = plans.get(PLANS_KEY)
         if entry is None:
             raise RuntimeError(
-                f"{type(self).__name__} needs plans written by plancheck transfer --schedule: the plans "
-                f"'{plans.get('plans_name')}' hold no '{PLANS_KEY}' entry")
+                f"{type(self).__name__} needs the fine-tuning plans that plancheck transfer writes with a "
+                f"schedule: the plans '{plans.get('plans_name')}' hold no '{PLANS_KEY}' entry")
         self.finetune_plan = FinetunePlan.from_dict(entry)
         self.schedule = Schedule(self.num_epochs, self.FROZEN_EPOCHS, self.WARMUP_EPOCHS, self.initial_lr)
         self.finetune_phase: Phase | None = None
