@@ -103,8 +103,9 @@ class nnUNetTrainerFinetune(nnUNetTrainer):
         The plan's keys may name either of nnU-Net's alias keys for a tensor; the roles follow the tensor.
         """
         network = self._base_network()
-        by_key = {k: v for k, v in network.state_dict(keep_vars=True).items() if isinstance(v, torch.nn.Parameter)}
-        missing = [k for k in self.finetune_plan.carried if k not in network.state_dict(keep_vars=True)]
+        state = network.state_dict(keep_vars=True)
+        by_key = {k: v for k, v in state.items() if isinstance(v, torch.nn.Parameter)}
+        missing = [k for k in self.finetune_plan.carried if k not in state]
         if missing:
             raise RuntimeError(f"the plans' {PLANS_KEY} entry names {len(missing)} keys this network does not have "
                                f"(first: {missing[0]}): it was written for another network")
@@ -116,12 +117,13 @@ class nnUNetTrainerFinetune(nnUNetTrainer):
             roles[role].append(parameter)
         return roles
 
-    def optimizer_groups(self, phase: Phase) -> list[dict[str, t.Any]]:
+    def optimizer_groups(self, phase: Phase,
+                         roles: dict[str, list[torch.nn.Parameter]] | None = None) -> list[dict[str, t.Any]]:
         """The optimizer's parameter groups in ``phase``: 'new' and 'carried' (with the plan's lr ratio).
 
         In the frozen phase the frozen parameters are in no group; afterwards they join 'carried'.
         """
-        roles = self._parameters_by_role()
+        roles = self._parameters_by_role() if roles is None else roles
         carried = roles["carried"] if phase is Phase.FROZEN else roles["frozen"] + roles["carried"]
         groups = [{"params": roles["new"], "name": "new", "lr_ratio": 1.0},
                   {"params": carried, "name": "carried", "lr_ratio": self.finetune_plan.carried_lr_ratio}]
@@ -145,7 +147,7 @@ class nnUNetTrainerFinetune(nnUNetTrainer):
             self._freeze_hooks = [p.register_post_accumulate_grad_hook(_drop_grad) for p in roles["frozen"]]
             for p in roles["frozen"]:
                 p.grad = None
-        optimizer = self.make_optimizer(self.optimizer_groups(phase))
+        optimizer = self.make_optimizer(self.optimizer_groups(phase, roles))
         if previous is not None:
             for parameter, state in previous.state.items():
                 optimizer.state[parameter] = state

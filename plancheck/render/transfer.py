@@ -86,7 +86,8 @@ def _schedule_lines(result: TransferResult) -> list[str]:
     f = result.finetune
     if f is None:
         return []
-    frozen = sum(r.parameters for r in result.plan.tensors if r.carried and r.key in set(f.frozen))
+    frozen_keys = set(f.frozen)
+    frozen = sum(r.parameters for r in result.plan.tensors if r.carried and r.key in frozen_keys)
     where = (f"Wrote {result.finetune_plans}: the target's plans with a '{PLANS_KEY}' entry (read back and checked)"
              if result.finetune_plans else f"Fine-tuning plans (not written): the target's plans with a '{PLANS_KEY}' "
              "entry")
