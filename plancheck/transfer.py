@@ -245,13 +245,9 @@ def transfer(
     cmap = parse_channel_map(channel_map)
     if type(seed) is not int:
         raise UsageError(f"`seed` must be an integer, not {seed!r}")
-    if schedule is not None:
-        from plancheck.finetune.plans import freeze_choice, lr_ratio
+    from plancheck.finetune import request
 
-        freeze_choice(schedule)
-        lr_ratio(carried_lr_ratio)
-    elif schedule_plans is not None or carried_lr_ratio != 1.0:
-        raise UsageError("`schedule_plans` and `carried_lr_ratio` only make sense with `schedule`")
+    request.validate(schedule, carried_lr_ratio, schedule_plans)
     out_path = None if out is None else os.path.abspath(os.fspath(out))
     if out_path is None and not dry_run:
         raise UsageError("transfer needs `out` OUT.pth (or `dry_run`)")
@@ -288,10 +284,14 @@ def transfer(
 
     finetune = None
     if schedule is not None:
-        trainer, finetune_id, finetune_path = _finetune_setup(tgt, target_options.get("target_trainer"),
-                                                              source_options.get("allow_import") or (),
-                                                              schedule_plans, force=force or dry_run)
-        command = _finetune_command(tgt, out_path, trainer, finetune_id)
+        from plancheck.remedies.commands import plans_identifier
+
+        trainer, finetune_id, finetune_path = request.setup(
+            tgt.plans.path, f"{plans_identifier(tgt)}_finetune", target_options.get("target_trainer"),
+            source_options.get("allow_import") or (), schedule_plans, force=force or dry_run)
+        command, lookup_note = request.command(tgt.plans.dataset_name, tgt.configuration.name, finetune_id, trainer,
+                                               out_path or "OUT.pth")
+        notes += filter(None, [lookup_note])
         notes.append(trainer_note(trainer, "--target-trainer" if target_options.get("target_trainer")
                                   else "plancheck's fine-tuning trainer, for --schedule"))
         if plan.parameters_carried:
@@ -348,38 +348,6 @@ def transfer(
         path = write_finetune_plans(finetune_path, new, tgt.plans.data, network.state_dict().keys(), force=force)
         result = dataclasses.replace(result, finetune_plans=path)
     return result
-
-
-def _finetune_setup(target: Side, target_trainer: str | None, allow: t.Iterable[str], schedule_plans: str | None,
-                    *, force: bool) -> tuple[str, str, str]:
-    """``schedule``'s trainer (a fine-tuning trainer), plans identifier and plans path, refused early."""
-    from plancheck.finetune import DEFAULT_TRAINER
-    from plancheck.finetune.plans import plans_path
-    from plancheck.finetune.trainer import nnUNetTrainerFinetune
-    from plancheck.network.trainers import load_trainer_class, resolve_trainer
-    from plancheck.remedies.commands import plans_identifier
-
-    trainer = target_trainer or DEFAULT_TRAINER
-    cls = load_trainer_class(resolve_trainer(trainer, allow=tuple(allow), requested_by="--target-trainer").class_path)
-    if not issubclass(cls, nnUNetTrainerFinetune):
-        raise UsageError(f"`schedule` needs a fine-tuning trainer (plancheck trainers lists them, or a subclass): "
-                         f"`target_trainer` {trainer} is not one")
-    identifier = schedule_plans or f"{plans_identifier(target)}_finetune"
-    path = plans_path(target.plans.path, identifier)
-    if os.path.lexists(path) and not force:
-        raise OutputExists("exists; not overwritten (pass `force` to replace it, or choose another `schedule_plans`)",
-                           path=path)
-    return trainer, identifier, path
-
-
-def _finetune_command(target: Side, out: str | None, trainer: str, identifier: str) -> str:
-    from plancheck.finetune import trainers_folder
-    from plancheck.remedies.commands import finetune_train_command, trainer_name
-
-    return finetune_train_command(target.plans.dataset_name, target.configuration.name, identifier,
-                                  trainer=trainer_name(trainer) or trainer,
-                                  pretrained_weights=os.path.abspath(out) if out else "OUT.pth",
-                                  trainers_folder=trainers_folder())
 
 
 #: how the planner's note on master's strict load starts (replaced by the nnssl verdict when there is one)

@@ -3,9 +3,10 @@ pretraining -> ``plancheck check --fix`` and ``plancheck transfer`` -> the comma
 run as printed (with ``-device cpu``, which plancheck's note says this machine needs).
 
 Two tiny synthetic datasets with different spacings, so nnU-Net plans different networks.
-The epoch is short: a trainer of five iterations, found by nnU-Net 2.8.1 itself through
-``nnUNet_extTrainer`` (stock ``nnUNetTrainer_1epoch`` runs 250 iterations, four minutes a run on
-two cores), and named to plancheck with ``--allow-import``, as a user with their own trainer does.
+The epoch is short: a trainer of five iterations (stock ``nnUNetTrainer_1epoch`` runs 250
+iterations, four minutes a run on two cores), found by nnU-Net itself (2.8+: through
+``nnUNet_extTrainer``; 2.6/2.7: in its own trainer folder, of a private copy of nnunetv2), and
+named to plancheck with ``--allow-import``, as a user with their own trainer does.
 Run by ``make test-e2e`` (and ``.ci/run``).
 """
 from __future__ import annotations
@@ -127,8 +128,22 @@ def workflow(tmp_path_factory):
     for var in ("raw", "preprocessed", "results", "trainers"):
         (root / var).mkdir()
     (root / "trainers" / "e2e_trainers.py").write_text(TRAINER_SOURCE + FINETUNE_SOURCE)
-    env["nnUNet_extTrainer"] = str(root / "trainers")  # nnU-Net's own lookup
-    env["PYTHONPATH"] = str(root / "trainers")  # importable for plancheck's --allow-import
+    # a private copy of the installed nnunetv2, first on the path: `plancheck trainers --install` (printed on 2.6/2.7)
+    # writes into it, not into the test's venv
+    import importlib.util
+    import shutil
+
+    origin = list(importlib.util.find_spec("nnunetv2").submodule_search_locations)[0]
+    package = root / "site" / "nnunetv2"
+    shutil.copytree(origin, package, ignore=shutil.ignore_patterns("__pycache__"))
+    if (package / "utilities" / "find_objects.py").is_file():
+        env["nnUNet_extTrainer"] = str(root / "trainers")  # nnU-Net's own lookup (2.8+)
+    else:  # 2.6/2.7 search their own trainer folder only: a user's trainer goes there, as nnU-Net's docs say
+        shutil.copy(root / "trainers" / "e2e_trainers.py", package / "training" / "nnUNetTrainer")
+        env.pop("nnUNet_extTrainer", None)
+    out_env = {"ext_trainer": "nnUNet_extTrainer" in env}
+    # the nnunetv2 copy first; the trainers importable for plancheck's --allow-import
+    env["PYTHONPATH"] = os.pathsep.join([str(root / "site"), str(root / "trainers")])
     allow = ("--allow-import", "e2e_trainers")
     start = time.time()
     _write_dataset(root / "raw", 801, "Iso", (1.0, 1.0, 1.0), (24, 24, 24))
@@ -140,7 +155,7 @@ def workflow(tmp_path_factory):
     ckpt = (root / "results" / "Dataset801_Iso" / f"{TRAINER}__nnUNetPlans__3d_fullres" / "fold_0"
             / "checkpoint_final.pth")
     assert ckpt.is_file()
-    out = {"root": root, "env": env, "ckpt": ckpt}
+    out = {"root": root, "env": env, "ckpt": ckpt, **out_env}
     out["check"] = _run(env, "plancheck", "check", str(ckpt), "802", *allow, "--format", "json", step="check")
     fix = _ok(_run(env, "plancheck", "check", str(ckpt), "802", *allow, "--fix", "--format", "json",
                    step="check --fix"))
@@ -175,6 +190,20 @@ def workflow(tmp_path_factory):
     out["after_frozen"] = {"epoch": latest["current_epoch"], "weights": latest["network_weights"]}
     out["finetune_resumed"] = _ok(_run(env, "/bin/bash", "-c", resume, step="fine-tune: --c"))
     out["finetune_folder"] = folder
+    # check --fix --schedule: the fixed plans with the entry, and its printed commands (the fine-tuning one stopped
+    # after the frozen epoch)
+    fixsched = _ok(_run(env, "plancheck", "check", str(ckpt), "802", *allow, "--fix", "--plans-name", "fixft",
+                        "--schedule", "carried", "--target-trainer", FINETUNE, "--format", "json",
+                        step="check --fix --schedule"))
+    out["fix_schedule"] = json.loads(fixsched.stdout)
+    *prepare, last = out["fix_schedule"]["fix"]["commands"]
+    for command in prepare:
+        _ok(_run(env, *shlex.split(command), step="fix --schedule: nnUNetv2_preprocess"))
+    out["fix_schedule_run"] = _run({**env, "E2E_STOP_AFTER_EPOCH": "0", "nnUNet_n_proc_DA": "0"}, "/bin/bash", "-c",
+                                   last.replace(" FOLD ", " 0 ") + " -device cpu",
+                                   step="fix --schedule: fine-tune, frozen epoch")
+    out["fix_schedule_folder"] = (root / "results" / "Dataset802_Aniso" / f"{FINETUNE}__fixft_finetune__3d_fullres"
+                                  / "fold_0")
     TIMES["total"] = time.time() - start
     print(f"e2e: total {TIMES['total']:.0f} s", flush=True)
     return out
@@ -214,7 +243,13 @@ def test_fine_tuning_runs_the_phases_and_resumes_in_the_right_one(workflow):
     schedule = workflow["schedule"]["schedule"]
     assert schedule["freeze"] == "encoder" and schedule["trainer"] == FINETUNE and schedule["plans"]
     command = workflow["schedule"]["command"]
-    assert "nnUNet_extTrainer=" in command and f"-tr {FINETUNE}" in command
+    assert f"-tr {FINETUNE}" in command
+    if workflow["ext_trainer"]:
+        assert command.startswith("nnUNet_extTrainer=")
+    else:  # 2.6/2.7: the printed line installs the module their lookup finds
+        assert command.startswith("plancheck trainers --install && ")
+        assert (workflow["root"] / "site" / "nnunetv2" / "training" / "nnUNetTrainer"
+                / "plancheck_finetune_trainers.py").is_file()
     assert workflow["finetune_stopped"].returncode == 3, workflow["finetune_stopped"].stderr[-3000:]
     transferred = torch.load(workflow["root"] / "ft.pth", map_location="cpu", weights_only=True)["network_weights"]
     frozen = schedule["frozen_keys"]
@@ -232,3 +267,26 @@ def test_fine_tuning_runs_the_phases_and_resumes_in_the_right_one(workflow):
     # resumed: the frozen phase's optimizer for nnU-Net's load, then the warm-up and the decay
     assert "phase 'frozen'" in second and "phase 'warmup' (epochs 1-1 of 3" in second
     assert "phase 'train' (epochs 2-2)" in second
+
+
+def test_fix_schedule_commands_run_and_keep_what_nnunet_loaded_fixed(workflow):
+    """check --fix --schedule carried: the printed commands run; after the frozen epoch every tensor nnU-Net's loader
+    took from the checkpoint is bit-identical to the checkpoint's; the re-initialised heads are not frozen."""
+    import torch
+
+    schedule = workflow["fix_schedule"]["schedule"]
+    assert schedule["freeze"] == "carried" and schedule["trainer"] == FINETUNE
+    run = workflow["fix_schedule_run"]
+    assert run.returncode == 3, run.stderr[-3000:]
+    assert "Loading pretrained weights from file" in run.stdout
+    source = torch.load(workflow["ckpt"], map_location="cpu", weights_only=False)["network_weights"]
+    latest = torch.load(workflow["fix_schedule_folder"] / "checkpoint_latest.pth", map_location="cpu",
+                        weights_only=False)
+    assert latest["current_epoch"] == 1
+    weights = latest["network_weights"]
+    frozen = schedule["frozen_keys"]
+    assert frozen and all(torch.equal(weights[k], source[k]) for k in frozen)
+    heads = [k for k in weights if ".seg_layers." in k and weights[k].is_floating_point()]
+    assert heads and not set(heads) & set(frozen)
+    log = next(workflow["fix_schedule_folder"].glob("training_log_*.txt")).read_text()
+    assert "plancheck fine-tuning: phase 'frozen'" in log

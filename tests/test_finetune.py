@@ -66,20 +66,101 @@ def test_plan_entry_round_trips_and_refuses_bad_entries():
             FinetunePlan.from_dict(bad)
 
 
-def test_nnunets_own_lookup_finds_every_trainer():
-    """nnU-Net 2.8.1's recursive_find_trainer_class_by_name, through nnUNet_extTrainer, in a fresh process."""
-    code = (
-        "import json\n"
-        "from nnunetv2.utilities.find_objects import recursive_find_trainer_class_by_name as find\n"
-        f"names = {sorted(TRAINERS)!r}\n"
-        "found = {n: find(n) for n in names}\n"
-        "print(json.dumps({n: [c.__module__, c.EPOCHS, c.FROZEN_EPOCHS, c.WARMUP_EPOCHS] for n, c in found.items()}))\n"
-    )
-    env = {**os.environ, "nnUNet_extTrainer": trainers_folder()}
-    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+#: nnU-Net's own trainer lookup, as its nnUNetv2_train calls it (run_training.get_trainer_from_args): 2.8+ searches its
+#: folder and nnUNet_extTrainer (find_objects); 2.6/2.7 search nnunetv2/training/nnUNetTrainer only.
+_NNUNET_LOOKUP = (
+    "import json, os, sys\n"
+    "import nnunetv2\n"
+    "names = json.loads(sys.argv[1])\n"
+    "try:\n"
+    "    from nnunetv2.utilities.find_objects import recursive_find_trainer_class_by_name as find\n"
+    "except ImportError:\n"
+    "    from nnunetv2.utilities.find_class_by_name import recursive_find_python_class\n"
+    "    def find(name):\n"
+    "        return recursive_find_python_class(os.path.join(nnunetv2.__path__[0], 'training', 'nnUNetTrainer'),\n"
+    "                                           name, 'nnunetv2.training.nnUNetTrainer')\n"
+    "found = {}\n"
+    "for n in names:\n"
+    "    try:\n"
+    "        c = find(n)\n"
+    "    except RuntimeError:\n"  # 2.8's lookup raises where 2.6's returns None
+    "        c = None\n"
+    "    found[n] = None if c is None else [c.__module__, c.EPOCHS, c.FROZEN_EPOCHS, c.WARMUP_EPOCHS]\n"
+    "print(json.dumps({'nnunetv2': nnunetv2.__path__[0], 'found': found}))\n"
+)
+def _release_reads_ext_trainer() -> bool:
+    import importlib.util
+
+    package = list(importlib.util.find_spec("nnunetv2").submodule_search_locations)[0]
+    return os.path.isfile(os.path.join(package, "utilities", "find_objects.py"))
+
+
+_EXPECTED = {n: ["plancheck.finetune.trainer", *TRAINERS[n][:3]] for n in TRAINERS}
+
+
+def _lookup(env: dict[str, str]) -> dict:
+    proc = subprocess.run([sys.executable, "-c", _NNUNET_LOOKUP, json.dumps(sorted(TRAINERS))], env=env,
+                          capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    found = json.loads(proc.stdout.strip().splitlines()[-1])
-    assert found == {n: ["plancheck.finetune.trainer", *TRAINERS[n][:3]] for n in TRAINERS}
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def _plancheck(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "plancheck", *args], env=env, capture_output=True, text=True,
+                          timeout=300)
+
+
+@pytest.fixture
+def private_nnunet(tmp_path):
+    """A copy of the installed nnunetv2 package, first on PYTHONPATH: --install writes into it, not into the venv."""
+    import shutil
+    import importlib.util
+
+    origin = list(importlib.util.find_spec("nnunetv2").submodule_search_locations)[0]
+    site = tmp_path / "site"
+    shutil.copytree(origin, site / "nnunetv2", ignore=shutil.ignore_patterns("__pycache__"))
+    env = {k: v for k, v in os.environ.items() if k != "nnUNet_extTrainer"}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(site), env.get("PYTHONPATH")]))
+    env["PYTHONDONTWRITEBYTECODE"] = "1"
+    return site / "nnunetv2", env
+
+
+def test_nnunets_own_lookup_finds_every_trainer_the_way_its_release_allows(private_nnunet):
+    """The release's own lookup in a fresh process: through nnUNet_extTrainer where it reads it (2.8+), and through
+    `plancheck trainers --install` on every release (the only way on 2.6/2.7, which ignore nnUNet_extTrainer)."""
+    package, env = private_nnunet
+    ext_trainer = (package / "utilities" / "find_objects.py").is_file()
+    before = _lookup(env)
+    assert before["nnunetv2"] == str(package)
+    assert before["found"] == {n: None for n in TRAINERS}  # nnU-Net alone does not find them
+    with_ext = _lookup({**env, "nnUNet_extTrainer": trainers_folder()})
+    assert with_ext["found"] == (_EXPECTED if ext_trainer else {n: None for n in TRAINERS})
+
+    proc = _plancheck(env, "trainers", "--install")
+    shim = package / "training" / "nnUNetTrainer" / "plancheck_finetune_trainers.py"
+    assert proc.returncode == 0 and str(shim) in proc.stdout and shim.is_file(), proc.stderr
+    assert _lookup(env)["found"] == _EXPECTED
+    again = _plancheck(env, "trainers", "--install")
+    assert again.returncode == 0 and again.stdout.startswith("Already installed:")
+    listed = json.loads(_plancheck(env, "trainers", "--format", "json").stdout)
+    assert listed["installed"] is True and listed["ext_trainer"] is ext_trainer
+
+    removed = _plancheck(env, "trainers", "--uninstall")
+    assert removed.returncode == 0 and not shim.exists()
+    assert _lookup(env)["found"] == {n: None for n in TRAINERS}
+
+
+def test_install_never_replaces_a_file_it_did_not_write(private_nnunet):
+    package, env = private_nnunet
+    shim = package / "training" / "nnUNetTrainer" / "plancheck_finetune_trainers.py"
+    shim.write_text("# the user's own module\n")
+    for args in (("trainers", "--install"), ("trainers", "--uninstall")):
+        proc = _plancheck(env, *args)
+        assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and str(shim) in proc.stderr, proc.stderr
+        assert shim.read_text() == "# the user's own module\n"
+    proc = _plancheck(env, "trainers", "--install", "--force")
+    assert proc.returncode == 0 and shim.read_text().startswith("# written by `plancheck trainers --install`")
+    assert _plancheck(env, "trainers", "--force").returncode == 2  # --force means nothing without --install
 
 
 def test_trainers_path_command(run_cli):
@@ -260,7 +341,11 @@ def test_transfer_schedule_writes_the_targets_own_plans_with_the_entry(pair, tmp
     assert all(k.startswith(("encoder.", "decoder.encoder.")) for k in entry.frozen)
     assert any(k.startswith("decoder.stages.") for k in entry.carried)
     command = result["command"]
-    assert command.startswith(f"nnUNet_extTrainer={trainers_folder()}:\"$nnUNet_extTrainer\" nnUNetv2_train ")
+    if _release_reads_ext_trainer():
+        assert command.startswith(f"nnUNet_extTrainer={trainers_folder()}:\"$nnUNet_extTrainer\" nnUNetv2_train ")
+    else:  # 2.6/2.7: the line installs the module their lookup finds, then trains; a note says why
+        assert command.startswith("plancheck trainers --install && nnUNetv2_train ")
+        assert any("has no nnUNet_extTrainer" in n for n in result["notes"])
     assert "-p nnUNetPlans_finetune -tr nnUNetTrainerFinetune -pretrained_weights" in command
     # again: the plans exist, and neither they nor OUT are overwritten without --force
     out2 = tmp_path / "again.pth"
@@ -313,3 +398,88 @@ def test_verify_runs_each_phase_of_a_fine_tuning_trainer(pair, tmp_path):
     assert "Parameters trained: " in str(frozen) and "bit-identical after the steps: yes" in str(frozen)
     with pytest.raises(UsageError, match="`phase`"):
         plancheck.verify(out, target, device="meta", phase="frozen", target_trainer="nnUNetTrainer")
+
+
+# --------------------------------------------------------------------------- check --fix --schedule
+
+
+@pytest.fixture(scope="module")
+def incompatible_pair(tmp_path_factory):
+    """A 901 3d_fullres checkpoint (every tensor moved off its initial value) and a copy of 902's folder."""
+    import shutil
+
+    from nnunet_oracle import build_real, nnunet_checkpoint
+
+    folder = tmp_path_factory.mktemp("fix_schedule")
+    plans901 = fixture("Dataset901_CTIsotropic")
+    plans, dj = load(plans901), load(plans901.parent / "dataset.json")
+    torch.manual_seed(0)
+    net = build_real(plans, "3d_fullres", dj)
+    with torch.no_grad():  # per tensor, not per key: nnU-Net's decoder holds the encoder under a second key
+        for p in net.parameters():
+            p.add_(torch.rand_like(p) + 0.5)
+    weights = {k: v.clone() for k, v in net.state_dict().items()}
+    torch.save(nnunet_checkpoint(net, plans, dj, "3d_fullres", weights=weights), folder / "901.pth")
+    target = folder / "Dataset902_CTAnisotropic"
+    shutil.copytree(fixture("Dataset902_CTAnisotropic").parent, target)
+    return folder / "901.pth", target / "nnUNetPlans.json", weights
+
+
+@pytest.mark.parametrize("freeze", ["carried", "encoder"])
+def test_fix_schedule_names_what_nnunets_loader_loads(incompatible_pair, run_cli, freeze):
+    """check --fix --schedule: the entry's carried keys are exactly those nnU-Net's load_pretrained_weights loads into
+    the network nnU-Net builds from the fixed plans; 'encoder' freezes those under its key_to_encoder/key_to_stem."""
+    from nnunetv2.run.load_pretrained_weights import load_pretrained_weights
+
+    from nnunet_oracle import build_real
+
+    ckpt, target, weights = incompatible_pair
+    name = f"fixed_{freeze}"
+    code, out, err = run_cli("check", ckpt, target, "--fix", "--plans-name", name, "--schedule", freeze,
+                             "--carried-lr-ratio", "0.5", "--format", "json")
+    assert code == 0, err
+    result = json.loads(out)
+    assert result["after"]["compatible"] is True
+    written = target.parent / f"{name}_finetune.json"
+    assert result["schedule"]["plans"] == str(written) and result["schedule"]["trainer"] == "nnUNetTrainerFinetune"
+    fixed, new = load(target.parent / f"{name}.json"), load(written)
+    assert {k: v for k, v in new.items() if k not in (PLANS_KEY, "plans_name")} == \
+        {k: v for k, v in fixed.items() if k != "plans_name"}  # the fixed plans, data_identifier included
+    entry = FinetunePlan.from_dict(new[PLANS_KEY])
+    assert entry.freeze == freeze and entry.carried_lr_ratio == 0.5 and entry.source == str(ckpt)
+
+    network = build_real(fixed, "3d_fullres", load(target.parent / "dataset.json"))
+    with torch.no_grad():
+        for p in network.parameters():
+            p.zero_()
+    load_pretrained_weights(network, str(ckpt), verbose=False)
+    after = network.state_dict()
+    loaded = {k for k, v in after.items() if k in weights and v.shape == weights[k].shape
+              and v.is_floating_point() and torch.equal(v, weights[k])}
+    assert set(entry.carried) == loaded and not any(".seg_layers." in k for k in entry.carried)
+    if freeze == "carried":
+        assert set(entry.frozen) == loaded
+    else:
+        modules = (network.key_to_encoder + ".", network.key_to_stem + ".")
+        encoder_keys = {k for k, p in network.named_parameters(remove_duplicate=False) if k.startswith(modules)}
+        assert encoder_keys and set(entry.frozen) >= encoder_keys and set(entry.frozen) < loaded
+        assert all(k.startswith(("encoder.", "decoder.encoder.")) for k in entry.frozen)
+    command = result["fix"]["commands"][-1]
+    assert f"-p {name}_finetune -tr nnUNetTrainerFinetune -pretrained_weights {ckpt}" in command
+    if _release_reads_ext_trainer():
+        assert command.startswith(f"nnUNet_extTrainer={trainers_folder()}:")
+
+
+def test_fix_schedule_refusals_write_nothing(incompatible_pair, pair, run_cli):
+    ckpt, target, _ = incompatible_pair
+    before = sorted(os.listdir(target.parent))
+    code, out, err = run_cli("check", ckpt, target, "--schedule", "encoder")
+    assert code == 2 and "only make sense with --fix" in err
+    code, out, err = run_cli("check", ckpt, target, "--fix", "--schedule", "encoder", "--target-trainer",
+                             "nnUNetTrainer")
+    assert code == 2 and "needs a fine-tuning trainer" in err
+    assert sorted(os.listdir(target.parent)) == before
+    compatible_ckpt, compatible_target = pair
+    listed = sorted(os.listdir(compatible_target.parent))
+    code, out, err = run_cli("check", compatible_ckpt, compatible_target, "--fix", "--schedule", "encoder")
+    assert code == 2 and "transfer --schedule" in err and sorted(os.listdir(compatible_target.parent)) == listed

@@ -43,6 +43,7 @@ DIFFERENTIAL_TESTS = (
     "tests/test_nnssl.py",
     "tests/test_torchenv.py",
     "tests/test_versions_tool.py",
+    "tests/test_finetune.py",  # the fine-tuning trainers, found by the release's own lookup (--install on 2.6/2.7)
     "tests/test_verify.py",  # builds and runs nnU-Net's own trainer: its __init__ differs between releases
 )
 

@@ -57,7 +57,15 @@ def _one_configuration(ctx: click.Context, param: click.Parameter, values: tuple
 @click.option("--strategy", type=click.Choice(FIX_STRATEGIES), default=None,
               help="With --fix: carry only the architecture (default), or copy everything as "
               "nnUNetv2_move_plans_between_datasets does.")
-@force_option("With --fix: overwrite an existing plans file.")
+@click.option("--schedule", type=click.Choice(("carried", "encoder")), default=None,
+              help="With --fix: also write fine-tuning plans (the new plans with a freezing schedule: freeze what "
+                   "nnU-Net loads, or its stem and encoder) and print the command with plancheck's fine-tuning "
+                   "trainer (plancheck trainers).")
+@click.option("--carried-lr-ratio", default=1.0, show_default=True, type=float, metavar="R",
+              help="With --schedule: the loaded tensors train at R times the learning rate after the frozen phase.")
+@click.option("--schedule-plans", default=None, metavar="PLANS_IDENTIFIER",
+              help="With --schedule: the identifier of the fine-tuning plans.  [default: <new plans>_finetune]")
+@force_option("With --fix: overwrite an existing plans file (and the fine-tuning plans of --schedule).")
 @click.option("--dry-run", is_flag=True, help="With --fix: print the changes as a diff; write nothing.")
 @html_option
 @click.option("--transfer", "transfer_strategy", type=click.Choice(TRANSFER_STRATEGIES), default=None,
@@ -87,6 +95,9 @@ def check_command(
     out: str | None,
     plans_name: str | None,
     strategy: str | None,
+    schedule: str | None,
+    carried_lr_ratio: float,
+    schedule_plans: str | None,
     force: bool,
     dry_run: bool,
     html: str | None,
@@ -109,7 +120,8 @@ def check_command(
     from plancheck.render import render
 
     fix_only = {"--out": out, "--plans-name": plans_name, "--strategy": strategy, "--force": force,
-                "--dry-run": dry_run}
+                "--dry-run": dry_run, "--schedule": schedule, "--carried-lr-ratio": carried_lr_ratio != 1.0,
+                "--schedule-plans": schedule_plans}
     given = [name for name, value in fix_only.items() if value]
     if given and not fix:
         raise UsageError(f"{', '.join(given)} only make sense with --fix")
@@ -138,23 +150,28 @@ def check_command(
     write_html(html, report)
     if transfer_strategy:
         return _check_transfer(prepared, result, transfer_strategy, channel_map, fmt=fmt, problems_only=problems_only)
+    if fix and schedule and report.compatible:
+        raise UsageError("--schedule with --fix: the weights already load, so there is nothing to fix; for a "
+                         "fine-tuning schedule on the target's own plans use plancheck transfer --schedule")
     if not fix or report.compatible:
         click.echo(render(report, fmt, verbose=not problems_only), nl=False)
         if fix and fmt == "text":
             click.echo("\nNothing to fix: the weights already load.")
         return int(ExitCode.OK if report.compatible else ExitCode.INCOMPATIBLE)
     return _fix(prepared, result, fmt=fmt, out=out, plans_name=plans_name, strategy=strategy or "architecture",
-                force=force, dry_run=dry_run, target_options=target_options)
+                force=force, dry_run=dry_run, target_options=target_options,
+                schedule={"schedule": schedule, "carried_lr_ratio": carried_lr_ratio,
+                          "schedule_plans": schedule_plans})
 
 
 def _fix(prepared: t.Any, result: t.Any, *, fmt: str, out: str | None, plans_name: str | None, strategy: str,
-         force: bool, dry_run: bool, target_options: dict[str, t.Any]) -> int:
+         force: bool, dry_run: bool, target_options: dict[str, t.Any], schedule: dict[str, t.Any]) -> int:
     """--fix: plan the new plans, write them atomically (unless --dry-run), check again (:func:`plancheck.fix.fix`)."""
     from plancheck.fix import fix
     from plancheck.render import render
 
     outcome = fix(prepared, result, out=out, plans_name=plans_name, strategy=strategy, force=force, dry_run=dry_run,
-                  target_options=target_options)
+                  target_options=target_options, **schedule)
     click.echo(render(outcome, fmt), nl=False)
     return outcome.exit_code
 

@@ -21,7 +21,7 @@ import typing as t
 from plancheck.errors import InputError, OutputExists, ReadBackError, UsageError
 from plancheck.finetune.schedule import FREEZE_CHOICES, PLANS_KEY, FinetunePlan
 
-__all__ = ["finetune_plans", "from_transfer", "plans_path", "write_finetune_plans"]
+__all__ = ["finetune_plans", "from_check", "from_transfer", "plans_path", "write_finetune_plans"]
 
 Json = t.Any
 
@@ -95,6 +95,37 @@ def from_transfer(plan: t.Any, freeze: str, carried_lr_ratio: float, source: str
     frozen = tuple(k for r in frozen_rows for k in r.keys)
     return FinetunePlan(freeze=freeze, carried=carried, frozen=frozen, carried_lr_ratio=float(carried_lr_ratio),
                         source=source)
+
+
+def from_check(report: t.Any, encoder: str | None, stem: str | None, freeze: str, carried_lr_ratio: float,
+               source: str) -> FinetunePlan:
+    """The fine-tuning entry of a passing check (``check --fix --schedule``): what nnU-Net's own loader loads.
+
+    ``carried``: every key (aliases included) of every tensor ``-pretrained_weights`` loads (status ``ok``; the
+    segmentation heads nnU-Net skips are not carried). ``frozen``: all of them (``carried``), or those under
+    the target architecture's ``key_to_encoder`` / ``key_to_stem`` modules (``encoder``).
+    """
+    from plancheck.records.report import Status
+
+    freeze = freeze_choice(freeze)
+    lr_ratio(carried_lr_ratio)
+    if not report.compatible:
+        raise InputError("`schedule`: the weights do not load into this network, so nothing is carried over")
+    rows = [r for r in report.tensors if r.status is Status.OK and r.target_shape is not None]
+    if freeze == "carried":
+        frozen_rows = rows
+    else:
+        if not encoder and not stem:
+            raise InputError(f"`schedule` encoder: the target architecture ({report.target.network_class}) declares "
+                             "no encoder or stem (key_to_encoder, key_to_stem); freeze what was carried instead")
+        modules = tuple(m + "." for m in (encoder, stem) if m)
+        frozen_rows = [r for r in rows if any(k.startswith(modules) for k in r.keys)]
+    if not frozen_rows:
+        raise InputError(f"`schedule` {freeze}: nothing to freeze, no "
+                         f"{'tensor' if freeze == 'carried' else 'stem or encoder tensor'} is loaded")
+    return FinetunePlan(freeze=freeze, carried=tuple(k for r in rows for k in r.keys),
+                        frozen=tuple(k for r in frozen_rows for k in r.keys),
+                        carried_lr_ratio=float(carried_lr_ratio), source=source)
 
 
 def lr_ratio(value: float) -> float:

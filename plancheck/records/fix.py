@@ -12,6 +12,7 @@ from plancheck.options import FixStrategy as Strategy
 from plancheck.records.base import Rendered
 
 if t.TYPE_CHECKING:
+    from plancheck.finetune.schedule import FinetunePlan
     from plancheck.network.planner import PatchDecision
     from plancheck.records.diff import PlanChange
     from plancheck.records.report import Report
@@ -114,6 +115,9 @@ class FixOutcome(Rendered):
     after: Report | None = None
     refusal: Refusal | None = None
     dry_run: bool = False
+    finetune: FinetunePlan | None = None  #: --schedule: what the fine-tuning plans carry (None: dry run, no schedule)
+    finetune_plans: str | None = None  #: --schedule: the fine-tuning plans written (read back and checked)
+    finetune_trainer: str | None = None  #: --schedule: the trainer the command names
 
     @property
     def exit_code(self) -> int:
@@ -130,6 +134,12 @@ class FixOutcome(Rendered):
             "written": self.written,
             "after": None if self.after is None else self.after.to_dict(),
         }
+        if self.finetune_trainer is not None:
+            out["schedule"] = {
+                "trainer": self.finetune_trainer, "plans": self.finetune_plans,
+                **({} if self.finetune is None else {
+                    "freeze": self.finetune.freeze, "carried_lr_ratio": self.finetune.carried_lr_ratio,
+                    "carried_keys": len(self.finetune.carried), "frozen_keys": list(self.finetune.frozen)})}
         if self.refusal is not None:
             out["unfixable"] = self.refusal.to_dict()
         elif self.dry_run and self.fix is not None:

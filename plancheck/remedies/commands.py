@@ -41,12 +41,23 @@ def train_command(dataset_name: str | None, configuration: str, fold: str | int 
 
 
 def finetune_train_command(dataset_name: str | None, configuration: str, plans_identifier: str, *, trainer: str,
-                           pretrained_weights: str, trainers_folder: str) -> str:
-    """``nnUNet_extTrainer=FOLDER:"$nnUNet_extTrainer" nnUNetv2_train ...``: nnU-Net finds plancheck's trainers
-    (and still the user's own: an empty entry is skipped by its lookup)."""
-    return (f'nnUNet_extTrainer={shlex.quote(trainers_folder)}:"$nnUNet_extTrainer" '
-            + train_command(dataset_name, configuration, None, plans_identifier, trainer=trainer,
-                            pretrained_weights=pretrained_weights))
+                           pretrained_weights: str, trainers_folder: str, ext_trainer: bool = True,
+                           installed: bool = False, fold: str | int | None = None) -> str:
+    """The ``nnUNetv2_train`` command with a fine-tuning trainer, as the installed nnU-Net finds it
+    (:mod:`plancheck.finetune.lookup`).
+
+    - nnunetv2 >= 2.8 (``ext_trainer``): ``nnUNet_extTrainer=FOLDER:"$nnUNet_extTrainer" nnUNetv2_train ...``;
+      nnU-Net finds plancheck's trainers and still the user's own (an empty entry is skipped by its lookup).
+    - 2.6/2.7 with the module of ``plancheck trainers --install`` in place (``installed``): the plain command.
+    - 2.6/2.7 without it: ``plancheck trainers --install && nnUNetv2_train ...``, so the line runs as printed.
+    """
+    command = train_command(dataset_name, configuration, fold, plans_identifier, trainer=trainer,
+                            pretrained_weights=pretrained_weights)
+    if installed:
+        return command
+    if ext_trainer:
+        return f'nnUNet_extTrainer={shlex.quote(trainers_folder)}:"$nnUNet_extTrainer" ' + command
+    return "plancheck trainers --install && " + command
 
 
 def preprocess_command(dataset_name: str | None, plans_identifier: str, configuration: str) -> str:

@@ -74,7 +74,21 @@ def _outcome_text(outcome: FixOutcome, fmt: str) -> str:
     if outcome.after is None:
         return outcome.fix.unified_diff() + render(outcome.fix, "text") + "(dry run: nothing written)\n"
     return (render(outcome.fix, "text") + f"Wrote {outcome.written}\n"
-            + "Checked again: " + render(outcome.after, "text", verbose=False).splitlines()[0] + "\n")
+            + "Checked again: " + render(outcome.after, "text", verbose=False).splitlines()[0] + "\n"
+            + "".join(line + "\n" for line in _schedule_lines(outcome)))
+
+
+def _schedule_lines(outcome: FixOutcome) -> list[str]:
+    """--schedule: the fine-tuning plans written, what they freeze."""
+    f = outcome.finetune
+    if f is None:
+        return []
+    from plancheck.finetune.schedule import PLANS_KEY
+
+    return [f"Wrote {outcome.finetune_plans}: the new plans with a '{PLANS_KEY}' entry (read back and checked): "
+            f"freeze {f.freeze}, {len(f.frozen)} of the {len(f.carried)} keys nnU-Net loads fixed in the frozen "
+            f"phase, carried lr ratio {f.carried_lr_ratio:g}; trainer {outcome.finetune_trainer} (plancheck "
+            "trainers). Run the last command of Next: above."]
 
 
 @register(FixOutcome, OutputFormat.TEXT)
