@@ -301,6 +301,92 @@ def transfer_rows(args, naive: float) -> list[tuple[str, ...]]:
 EXTRA_BENCHES.append(transfer_rows)
 
 
+REAL_PLANS = ROOT.parent / "shared" / "real-plans"
+
+
+def _dataset_folders(folder: pathlib.Path) -> list[pathlib.Path]:
+    """The 44 real plans files (else the fixtures' planner plans) as dataset folders: plans + dataset.json."""
+    import shutil
+
+    out = []
+    files = sorted(p for p in REAL_PLANS.glob("*.json") if not p.name.endswith(".dataset.json"))
+    for path in files:
+        target = folder / path.stem
+        target.mkdir()
+        shutil.copy(path, target / "nnUNetPlans.json")
+        dj = path.with_name(path.stem + ".dataset.json")
+        if dj.is_file():
+            shutil.copy(dj, target / "dataset.json")
+        out.append(target / "nnUNetPlans.json")
+    return out or [p for p in sorted(FIX.glob("*/nnUNetPlans.json"))]
+
+
+def _nnunet_meta_builds(targets: list[pathlib.Path], configuration: str) -> int:
+    """The baseline: nnU-Net builds each target's network once, on the meta device (no weights allocated)."""
+    import torch
+    from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
+    from nnunetv2.utilities.label_handling.label_handling import determine_num_input_channels
+    from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
+
+    built = 0
+    for path in targets:
+        dj_path = path.parent / "dataset.json"
+        try:
+            with contextlib.redirect_stdout(io.StringIO()), torch.device("meta"):
+                pm = PlansManager(json.loads(path.read_text()))
+                cm = pm.get_configuration(configuration)
+                dj = json.loads(dj_path.read_text()) if dj_path.is_file() else {"channel_names": {"0": "x"},
+                                                                                 "labels": {"background": 0, "a": 1}}
+                n_in = determine_num_input_channels(pm, cm, dj)
+                n_out = pm.get_label_manager(dj).num_segmentation_heads
+                nnUNetTrainer.build_network_architecture(pm, cm, n_in, n_out, True)
+            built += 1
+        except Exception:  # noqa: BLE001 - a file nnU-Net cannot build costs the baseline nothing more
+            pass
+    return built
+
+
+def pretraining_rows(args, naive: float) -> list[tuple[str, ...]]:
+    """plan-pretraining with the 44 real plans files as targets (3d_fullres), in process and as a command, against
+    nnU-Net building each target's network once on the meta device."""
+    import subprocess
+    import tempfile
+
+    from plancheck.network import build
+    from plancheck.pretraining import plan_pretraining
+
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="plancheck-bench-") as folder:
+        targets = _dataset_folders(pathlib.Path(folder))
+        source = next((t for t in targets if t.parent.name == "036"), targets[0])
+        baseline = median_time(lambda: _nnunet_meta_builds(targets, "3d_fullres"), max(1, args.repeat // 2))
+        built = _nnunet_meta_builds(targets, "3d_fullres")
+
+        def run() -> None:
+            build._CACHE.clear()
+            plan_pretraining(source, targets, ["3d_fullres"], dry_run=True)
+
+        warm = median_time(run, max(1, args.repeat // 2))
+        plan = plan_pretraining(source, targets, ["3d_fullres"], dry_run=True)
+        what = f"{len(targets)} targets, {built} built by nnU-Net, {plan.distinct['3d_fullres']} distinct networks"
+        rows.append((f"warm: plan-pretraining, {what}", f"{warm:.2f} s",
+                     f"{baseline:.2f} s (nnU-Net builds each once, meta)", f"{baseline / warm:.2f}x",
+                     "about the builds"))
+        plancheck = str(pathlib.Path(sys.executable).with_name("plancheck"))
+        cmd = [plancheck, "plan-pretraining", str(source), *map(str, targets), "-c", "3d_fullres", "--dry-run",
+               "--format", "json", "-q"]
+        wall = median_time(lambda: subprocess.run(cmd, capture_output=True), args.cold_repeat)
+        code = [sys.executable, "-c", "import torch, nnunetv2.training.nnUNetTrainer.nnUNetTrainer"]
+        imports = median_time(lambda: subprocess.run(code, capture_output=True), args.cold_repeat)
+        rows.append(("CLI end to end: plancheck plan-pretraining (same 44, --dry-run)", f"{wall:.2f} s",
+                     f"{imports + baseline:.2f} s (import torch + nnU-Net, then the builds)",
+                     f"{(imports + baseline) / wall:.2f}x", "fresh process"))
+    return rows
+
+
+EXTRA_BENCHES.append(pretraining_rows)
+
+
 def cold_rows(args, naive: float) -> list[tuple[str, ...]]:
     """First calls in fresh processes and the CLI end to end (bench/coldstart.py), plans and checkpoint pairs."""
     import tempfile

@@ -1,6 +1,6 @@
 """The pages in a real browser: headless Chromium opens each kind of page made from the fixtures.
 
-Pages of check, diff, matrix, transfer, verify and the pytest plugin. For each page: no console
+Pages of check, diff, matrix, plan-pretraining, transfer, verify and the pytest plugin. For each page: no console
 message (errors included), the inline script ran, the DOM after rendering holds every stage of
 both networks, a root cause or block selected by ``#select=`` is highlighted, and the screenshot
 is not blank. Screenshots stay in ``.bench/screenshots/``.
@@ -99,6 +99,11 @@ def pages(tmp_path_factory) -> dict:
         main(["matrix", str(fixture("Dataset901_CTIsotropic")), *(str(fixture(t)) for t in MATRIX_TARGETS),
               "-q", "--html", str(path)])
     out["matrix-six-targets"] = (path, None)
+    path = folder / "plan-pretraining.html"
+    with pytest.raises(SystemExit):
+        main(["plan-pretraining", str(fixture("Dataset901_CTIsotropic")), *(str(fixture(t)) for t in MATRIX_TARGETS),
+              "--max-pretrainings", "1", "--dry-run", "-q", "--html", str(path)])
+    out["plan-pretraining"] = (path, None)
     # the pytest plugin's page, as write_report makes it from what the workers recorded
     from plancheck.pytest_plugin import write_report
     from plancheck.render.html import check_section, section_prefix
@@ -195,6 +200,18 @@ def test_matrix_page_in_the_browser(browser, pages):
         assert f'id="{anchor}"' in dom and re.search(rf'<g id="p{anchor[-1]}-target-enc0" class="blk', dom)
     png = browser.screenshot(path, SHOTS / "matrix-six-targets.png", height=1000)
     assert distinct_colours(png) > 50
+
+
+def test_plan_pretraining_page_in_the_browser(browser, pages):
+    path, _ = pages["plan-pretraining"]
+    dom = browser.dom(path)
+    assert '<html lang="en" data-ready="1">' in dom
+    groups = re.findall(r'<section class="pair" id="(group-3d_fullres-\d+)"', dom)
+    links = set(re.findall(r'<a href="#(group-3d_fullres-\d+)">', dom))
+    assert groups and links and links <= set(groups)  # every target's group link lands on a group card
+    assert dom.count("<tr><td data-v=") == len(MATRIX_TARGETS)
+    png = browser.screenshot(path, SHOTS / "plan-pretraining.png", height=1200)
+    assert distinct_colours(png) > 20
 
 
 def test_pytest_report_page_in_the_browser(browser, pages):

@@ -202,6 +202,15 @@ def workflow(tmp_path_factory):
     out["fix_schedule_run"] = _run({**env, "E2E_STOP_AFTER_EPOCH": "0", "nnUNet_n_proc_DA": "0"}, "/bin/bash", "-c",
                                    last.replace(" FOLD ", " 0 ") + " -device cpu",
                                    step="fix --schedule: fine-tune, frozen epoch")
+    # plan-pretraining: 801 pretrained for 802's network, then its printed commands, as printed (-device cpu added)
+    pp = _ok(_run(env, "plancheck", "plan-pretraining", "801", "802", "-tr", TRAINER, "--format", "json",
+                  step="plan-pretraining"))
+    out["pretraining"] = json.loads(pp.stdout)
+    out["pretraining_runs"] = []
+    for command in out["pretraining"]["groups"][0]["commands"]:
+        line = command.replace(" FOLD ", " 0 ") + (" -device cpu" if command.startswith("nnUNetv2_train") else "")
+        out["pretraining_runs"].append(_ok(_run(env, "/bin/bash", "-c", line,
+                                                step=f"plan-pretraining: {command.split()[0]}")))
     out["fix_schedule_folder"] = (root / "results" / "Dataset802_Aniso" / f"{FINETUNE}__fixft_finetune__3d_fullres"
                                   / "fold_0")
     TIMES["total"] = time.time() - start
@@ -290,3 +299,16 @@ def test_fix_schedule_commands_run_and_keep_what_nnunet_loaded_fixed(workflow):
     assert heads and not set(heads) & set(frozen)
     log = next(workflow["fix_schedule_folder"].glob("training_log_*.txt")).read_text()
     assert "plancheck fine-tuning: phase 'frozen'" in log
+
+
+def test_plan_pretraining_commands_run_as_printed(workflow):
+    """Issue 20: 801's plans given 802's network; its pretraining trains; 802 fine-tunes from it with its own plans."""
+    plan = workflow["pretraining"]
+    (group,) = plan["groups"]
+    assert group["written"] and group["source_plans_unchanged"] is False
+    assert [c.split()[0] for c in group["commands"]] == ["nnUNetv2_preprocess", "nnUNetv2_train", "nnUNetv2_train"]
+    *_, finetune = workflow["pretraining_runs"]
+    assert "Loading pretrained weights from file" in finetune.stdout
+    name = group["plans_name"]
+    assert (workflow["root"] / "results" / "Dataset801_Iso" / f"{TRAINER}__{name}__3d_fullres" / "fold_all"
+            / "checkpoint_final.pth").is_file()

@@ -153,3 +153,42 @@ def test_pairs_agree_with_nnunet(target, configuration, weights_dir, run_cli):
             disagreements.append(f"{source.stem}: nnU-Net {expected}, plancheck {got}")
     assert compared >= 1
     assert not disagreements, "\n".join(disagreements)
+
+
+@pytest.mark.parametrize("configuration", ["3d_fullres", "2d"])
+def test_plan_pretraining_groups_the_44_files_as_nnunets_networks_differ(configuration, tmp_path):
+    """plan-pretraining on the 44 files as targets in one run (issue 20): the groups are the distinct networks
+    nnU-Net builds (heads excluded), and a file nnU-Net cannot build is an error row, never a group member."""
+    import shutil
+
+    from plancheck.pretraining import plan_pretraining
+
+    if not _files():
+        pytest.fail(f"the 44 real plans files are missing from {REAL}")
+    layout = {}
+    for path in _files():  # each file as a dataset folder: its plans and, where published, its dataset.json
+        folder = tmp_path / path.stem
+        folder.mkdir()
+        shutil.copy(path, folder / "nnUNetPlans.json")
+        if _dataset_json(path):
+            shutil.copy(_dataset_json(path), folder / "dataset.json")
+        layout[str(folder / "nnUNetPlans.json")] = path
+    source = next(p for p in layout if layout[p].stem == "036")  # Dataset001_Amos, CT
+    plan = plan_pretraining(source, list(layout), [configuration], dry_run=True)
+    expected: dict[tuple, set[str]] = {}
+    for label, path in layout.items():
+        if configuration not in _configurations(path):
+            continue
+        built = nnunet_network(path, configuration)
+        if isinstance(built, str):
+            continue
+        signature = tuple(sorted((k, tuple(v.shape)) for k, v in built.state_dict().items() if ".seg_layers." not in k))
+        expected.setdefault(signature, set()).add(label)
+    groups = [set(g.targets) for g in plan.groups]
+    assert sorted(map(sorted, groups)) == sorted(map(sorted, expected.values()))
+    assert plan.distinct[configuration] == len(groups)
+    grouped = {t for g in groups for t in g}
+    for row in plan.rows:  # every other file: not applicable, or an error row (a file nnU-Net cannot build)
+        assert (row.target in grouped) is (row.error is None and row.not_applicable is None)
+        if row.error:
+            assert isinstance(nnunet_network(layout[row.target], configuration), str)

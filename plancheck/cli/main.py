@@ -19,6 +19,7 @@ from plancheck.cli.check import check_command
 from plancheck.cli.diff import diff_command
 from plancheck.cli.matrix import matrix_command
 from plancheck.cli.options import TRACEBACK
+from plancheck.cli.pretraining import plan_pretraining_command
 from plancheck.cli.trainers import trainers_command
 from plancheck.cli.transfer import transfer_command
 from plancheck.cli.verify import verify_command
@@ -117,7 +118,7 @@ def cli() -> None:
 
 
 for _command in (check_command, transfer_command, diff_command, matrix_command, verify_command,
-                 trainers_command):
+                 trainers_command, plan_pretraining_command):
     assert _command.callback is not None
     _command.callback = _run(_command.callback)  # the exit codes, for every command
     cli.add_command(_command)

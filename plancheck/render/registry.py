@@ -33,6 +33,7 @@ MODULES: dict[str, tuple[str, str]] = {
     "plancheck.records.matrix.Matrix": ("plancheck.render.matrix", _HTML_PAGES),
     "plancheck.records.transfer.TransferResult": ("plancheck.render.transfer", _HTML_PAGES),
     "plancheck.records.verify.VerifyResult": ("plancheck.render.verify", _HTML_PAGES),
+    "plancheck.records.pretraining.PretrainingPlan": ("plancheck.render.pretraining", _HTML_PAGES),
 }
 
 
