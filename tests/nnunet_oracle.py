@@ -176,3 +176,24 @@ def nnunet_checkpoint(net: torch.nn.Module, plans: dict, dataset_json: dict, con
         "trainer_name": trainer_name,
         "inference_allowed_mirroring_axes": (0, 1, 2) if configuration.startswith("3d") else (0, 1),
     }
+
+
+def moved_checkpoint(plans_file: str | os.PathLike, out: str | os.PathLike, configuration: str = "3d_fullres",
+                     seed: int = 0) -> dict:
+    """Save an nnU-Net checkpoint of the network nnU-Net builds from ``plans_file`` (its dataset.json beside it),
+    every parameter moved off its initial value, per tensor (nnU-Net's decoder holds the encoder under a second
+    key, so moving per key would make the aliases disagree). Returns the saved weights."""
+    import json
+    import pathlib
+
+    path = pathlib.Path(plans_file)
+    plans = json.loads(path.read_text())
+    dataset_json = json.loads((path.parent / "dataset.json").read_text())
+    torch.manual_seed(seed)
+    net = build_real(plans, configuration, dataset_json)
+    with torch.no_grad():
+        for p in net.parameters():
+            p.add_(torch.rand_like(p) + 0.5)
+    weights = {k: v.clone() for k, v in net.state_dict().items()}
+    torch.save(nnunet_checkpoint(net, plans, dataset_json, configuration, weights=weights), out)
+    return weights

@@ -1,8 +1,8 @@
 """The pages in a real browser: headless Chromium opens each kind of page made from the fixtures.
 
-Pages of check, diff, matrix, plan-pretraining, transfer, verify and the pytest plugin. For each page: no console
-message (errors included), the inline script ran, the DOM after rendering holds every stage of
-both networks, a root cause or block selected by ``#select=`` is highlighted, and the screenshot
+Pages of check, diff, matrix, plan-pretraining, compare, transfer, verify and the pytest plugin. For
+each page: no console message (errors included), the inline script ran, the DOM after rendering holds
+every stage of both networks, a root cause or block selected by ``#select=`` is highlighted, and the screenshot
 is not blank. Screenshots stay in ``.bench/screenshots/``.
 
 ``make test-browser`` runs these (``.ci/run`` installs Debian's chromium first); plain
@@ -104,6 +104,13 @@ def pages(tmp_path_factory) -> dict:
         main(["plan-pretraining", str(fixture("Dataset901_CTIsotropic")), *(str(fixture(t)) for t in MATRIX_TARGETS),
               "--max-pretrainings", "1", "--dry-run", "-q", "--html", str(path)])
     out["plan-pretraining"] = (path, None)
+    from test_compare import make_results
+
+    _, arms = make_results(tmp_path_factory.mktemp("compare"))
+    path = folder / "compare.html"
+    with pytest.raises(SystemExit):
+        main(["compare", *(f"{name}={arm}" for name, arm in arms.items()), "--html", str(path)])
+    out["compare"] = (path, None)
     # the pytest plugin's page, as write_report makes it from what the workers recorded
     from plancheck.pytest_plugin import write_report
     from plancheck.render.html import check_section, section_prefix
@@ -211,6 +218,16 @@ def test_plan_pretraining_page_in_the_browser(browser, pages):
     assert groups and links and links <= set(groups)  # every target's group link lands on a group card
     assert dom.count("<tr><td data-v=") == len(MATRIX_TARGETS)
     png = browser.screenshot(path, SHOTS / "plan-pretraining.png", height=1200)
+    assert distinct_colours(png) > 20
+
+
+def test_compare_page_in_the_browser(browser, pages):
+    path, _ = pages["compare"]
+    dom = browser.dom(path)
+    assert '<html lang="en" data-ready="1">' in dom
+    assert dom.count('class="bar-arm"') == 3 * 2  # three arms, two classes
+    assert dom.count('<svg class="strip"') == 2 and dom.count('class="case"') == 2 * 8  # two pairs, eight cases
+    png = browser.screenshot(path, SHOTS / "compare.png", height=1100)
     assert distinct_colours(png) > 20
 
 

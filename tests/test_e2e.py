@@ -211,6 +211,19 @@ def workflow(tmp_path_factory):
         line = command.replace(" FOLD ", " 0 ") + (" -device cpu" if command.startswith("nnUNetv2_train") else "")
         out["pretraining_runs"].append(_ok(_run(env, "/bin/bash", "-c", line,
                                                 step=f"plan-pretraining: {command.split()[0]}")))
+    # ablation: the five arms of 801's checkpoint on 802, fold 0, run by the script as written, then compare
+    abl = root / "ablation"
+    abl.mkdir()
+    ablation = _ok(_run(env, "plancheck", "ablation", str(ckpt), "802", *allow, "-o", str(abl), "--folds", "0",
+                        "--arm-trainer", TRAINER, "--schedule-trainer", FINETUNE, "--force", "--format", "json",
+                        step="ablation"))
+    out["ablation"] = json.loads(ablation.stdout)
+    out["ablation_run"] = _run({**env, "EXTRA": "-device cpu"}, "/bin/bash", str(abl / "ablation.sh"),
+                               step="ablation.sh (5 arms, fold 0)")
+    out["compare"] = _run(env, "plancheck", "compare", "--manifest", str(abl / "ablation.json"), "--format", "json",
+                          step="compare --manifest")
+    out["compare_text"] = _run(env, "plancheck", "compare", "--manifest", str(abl / "ablation.json"))
+    print(out["compare_text"].stdout, flush=True)
     out["fix_schedule_folder"] = (root / "results" / "Dataset802_Aniso" / f"{FINETUNE}__fixft_finetune__3d_fullres"
                                   / "fold_0")
     TIMES["total"] = time.time() - start
@@ -312,3 +325,21 @@ def test_plan_pretraining_commands_run_as_printed(workflow):
     name = group["plans_name"]
     assert (workflow["root"] / "results" / "Dataset801_Iso" / f"{TRAINER}__{name}__3d_fullres" / "fold_all"
             / "checkpoint_final.pth").is_file()
+
+
+def test_ablation_arms_train_and_compare_reads_nnunets_summaries(workflow):
+    """Issue 21: every arm made, trained by its printed command (fold 0), and compared from nnU-Net's own
+    validation summaries: every arm finished, the same validation cases, paired with the baseline."""
+    arms = workflow["ablation"]["arms"]
+    assert [a["name"] for a in arms] == ["baseline", "unified", "unified_pretrained", "transfer", "transfer_schedule"]
+    assert all(a["made"] for a in arms), [a["reason"] for a in arms]
+    run = workflow["ablation_run"]
+    assert run.returncode == 0, (run.stdout[-3000:], run.stderr[-3000:])
+    assert run.stdout.count("Loading pretrained weights from file") == 3  # the three arms with weights
+    compare = workflow["compare"]
+    assert compare.returncode == 0, (compare.stdout[-2000:], compare.stderr[-2000:])
+    result = json.loads(compare.stdout)
+    assert [a["name"] for a in result["arms"]] == [a["name"] for a in arms]
+    assert all(a["folds"] == ["0"] and not a["unfinished"] and a["cases"] >= 1 for a in result["arms"])
+    assert all(p["refusal"] is None and p["baseline"] == "baseline" for p in result["paired"])
+    assert len(result["paired"]) == 4

@@ -19,7 +19,7 @@ def _options(command: click.Command) -> set[str]:
 def test_the_same_target_options_on_every_target_command():
     commands = {name: cmd for name, cmd in cli.commands.items()
                 if any(isinstance(p, click.Argument) and p.name in ("target", "targets") for p in cmd.params)}
-    assert set(commands) == {"check", "transfer", "verify", "matrix", "plan-pretraining"}
+    assert set(commands) == {"check", "transfer", "verify", "matrix", "plan-pretraining", "ablation"}
     for name, command in commands.items():
         assert TARGET_OPTIONS <= _options(command), name
 

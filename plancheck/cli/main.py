@@ -15,7 +15,9 @@ import typing as t
 import click
 
 from plancheck import __version__
+from plancheck.cli.ablation import ablation_command
 from plancheck.cli.check import check_command
+from plancheck.cli.compare import compare_command
 from plancheck.cli.diff import diff_command
 from plancheck.cli.matrix import matrix_command
 from plancheck.cli.options import TRACEBACK
@@ -118,7 +120,7 @@ def cli() -> None:
 
 
 for _command in (check_command, transfer_command, diff_command, matrix_command, verify_command,
-                 trainers_command, plan_pretraining_command):
+                 trainers_command, plan_pretraining_command, ablation_command, compare_command):
     assert _command.callback is not None
     _command.callback = _run(_command.callback)  # the exit codes, for every command
     cli.add_command(_command)

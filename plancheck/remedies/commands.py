@@ -46,7 +46,7 @@ def finetune_train_command(dataset_name: str | None, configuration: str, plans_i
     """The ``nnUNetv2_train`` command with a fine-tuning trainer, as the installed nnU-Net finds it
     (:mod:`plancheck.finetune.lookup`).
 
-    - nnunetv2 >= 2.8 (``ext_trainer``): ``nnUNet_extTrainer=FOLDER:"$nnUNet_extTrainer" nnUNetv2_train ...``;
+    - nnunetv2 >= 2.8 (``ext_trainer``): ``nnUNet_extTrainer=FOLDER:"${nnUNet_extTrainer:-}" nnUNetv2_train ...``;
       nnU-Net finds plancheck's trainers and still the user's own (an empty entry is skipped by its lookup).
     - 2.6/2.7 with the module of ``plancheck trainers --install`` in place (``installed``): the plain command.
     - 2.6/2.7 without it: ``plancheck trainers --install && nnUNetv2_train ...``, so the line runs as printed.
@@ -56,7 +56,7 @@ def finetune_train_command(dataset_name: str | None, configuration: str, plans_i
     if installed:
         return command
     if ext_trainer:
-        return f'nnUNet_extTrainer={shlex.quote(trainers_folder)}:"$nnUNet_extTrainer" ' + command
+        return f'nnUNet_extTrainer={shlex.quote(trainers_folder)}:"${{nnUNet_extTrainer:-}}" ' + command
     return "plancheck trainers --install && " + command
 
 

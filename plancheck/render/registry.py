@@ -34,6 +34,8 @@ MODULES: dict[str, tuple[str, str]] = {
     "plancheck.records.transfer.TransferResult": ("plancheck.render.transfer", _HTML_PAGES),
     "plancheck.records.verify.VerifyResult": ("plancheck.render.verify", _HTML_PAGES),
     "plancheck.records.pretraining.PretrainingPlan": ("plancheck.render.pretraining", _HTML_PAGES),
+    "plancheck.records.results.Comparison": ("plancheck.render.results", _HTML_PAGES),
+    "plancheck.records.ablation.Ablation": ("plancheck.render.ablation", _HTML_PAGES),
 }
 
 

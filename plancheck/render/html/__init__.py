@@ -11,6 +11,7 @@ lines come from :mod:`plancheck.render.vocabulary`.
 :mod:`~plancheck.render.html.page` holds the frame, the CSS, the script and the widgets several
 pages share; each page has a module of its own (:mod:`~plancheck.render.html.check`,
 :mod:`~plancheck.render.html.diff`, :mod:`~plancheck.render.html.matrix`, :mod:`~plancheck.render.html.pretraining`,
+:mod:`~plancheck.render.html.results` (compare),
 :mod:`~plancheck.render.html.transfer`, :mod:`~plancheck.render.html.verify`,
 :mod:`~plancheck.render.html.pytest_report`), which registers it. A new record gets its page as
 it gets any renderer, in the one registry (:func:`plancheck.render.registry.register` with the
@@ -42,6 +43,7 @@ from plancheck.render.html.check import check_page, check_section
 from plancheck.render.html.diff import diff_page
 from plancheck.render.html.matrix import matrix_page
 from plancheck.render.html.pretraining import pretraining_page
+from plancheck.render.html.results import compare_page
 from plancheck.render.html.pytest_report import pytest_page, section_prefix
 from plancheck.render.html.transfer import transfer_page, transfer_section
 from plancheck.render.html.verify import verify_page
@@ -53,6 +55,7 @@ __all__ = [
     "check_html_path",
     "check_page",
     "check_section",
+    "compare_page",
     "diff_page",
     "html_page",
     "is_plancheck_page",
