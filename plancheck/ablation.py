@@ -140,13 +140,23 @@ def ablation(
     fold_names = [str(f) for f in folds]
     if not fold_names or len(set(fold_names)) != len(fold_names):
         raise UsageError(f"`folds`: distinct folds, at least one (got {', '.join(fold_names) or 'none'})")
+    bad = [f for f in fold_names if not f.isdigit()]
+    if bad:
+        raise UsageError(f"`folds` {', '.join(bad)}: cross-validation folds are numbers (0-4 for nnU-Net's split); "
+                         "'all' trains on every case, so its validation would be on training data")
     out_dir = os.path.abspath(os.fspath(out))
     if not os.path.isdir(out_dir):
-        raise UsageError(f"`out` {out_dir}: not a folder (the manifest, the script and the weights go there)")
+        if dry_run or not os.path.isdir(os.path.dirname(out_dir)) or os.path.exists(out_dir):
+            raise UsageError(f"`out` {out_dir}: not a folder (the manifest, the script and the weights go there)")
+    target_configuration = options.pop("target_configuration", None)
     source_options, target_options = split_options(options)
     target_options.pop("explain", None)
     prepared = prepare_source(source, configuration=configuration, **source_options)
-    checked = check_target(prepared, target, explain=False, **target_options)
+    checked = check_target(prepared, target, explain=False, target_configuration=target_configuration,
+                           **target_options)
+    if target_configuration is not None:
+        options["target_configuration"] = target_configuration  # for transfer, which takes it too
+    source_dataset = prepared.side.plans.dataset_name or "source"
     tgt = checked.target
     if not tgt.plans.path:
         raise UsageError("ablation needs the target's plans file (its folder is where -p finds the arms' plans)")
@@ -209,7 +219,8 @@ def ablation(
             writes.append((path, functools.partial(_write_plans_copy, path, new, original, force=force)))
     # transfer and transfer_schedule: one transferred file; the schedule's plans from transfer --schedule
     if {"transfer", "transfer_schedule"} & set(arms):
-        _transfer_arms(made, writes, notes, arms, source, target, out_dir, configuration, options, own, folder,
+        _transfer_arms(made, writes, notes, arms, source, target, out_dir, configuration, options,
+                       f"{own}_ablation_from_{source_dataset}", folder,
                        tgt, trainer, schedule, schedule_trainer, epochs, arm, fold_names, dataset, conf,
                        force=force)
     result_arms = tuple(made[a] for a in arms)
@@ -228,6 +239,7 @@ def ablation(
             if os.path.lexists(path):
                 raise OutputExists("exists; not overwritten (pass `force` to replace it); nothing was written",
                                    path=path)
+    os.makedirs(out_dir, exist_ok=True)
     written = [write() for _, write in writes]
     import dataclasses
 
@@ -245,7 +257,7 @@ def _transfer_arms(made: dict[str, Arm], writes: list, notes: list[str], arms: t
     finetune, why = _finetune_trainer(trainer, schedule_trainer) if "transfer_schedule" in arms else (None, None)
     if why:
         made["transfer_schedule"] = Arm("transfer_schedule", False, reason=why)
-    schedule_plans = f"{own}_ablation_finetune"
+    schedule_plans = f"{own}_finetune"
     kwargs: dict[str, t.Any] = dict(configuration=configuration, dry_run=True, **options)
     if finetune:
         kwargs.update(schedule=schedule, schedule_plans=schedule_plans, target_trainer=finetune)
@@ -271,7 +283,7 @@ def _transfer_arms(made: dict[str, Arm], writes: list, notes: list[str], arms: t
 
     writes.append((weights_file, write_transfer))
     if "transfer" in arms:
-        name = f"{own}_ablation_transfer"
+        name = f"{own}_transfer"
         path = os.path.join(folder, f"{name}.json")
         made["transfer"] = arm("transfer", name, trainer, plans_file=path, weights_file=weights_file)
         new = _copy_plans(tgt.plans.data, name)

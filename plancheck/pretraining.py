@@ -136,7 +136,8 @@ def plan_pretraining(
     notes: list[str] = []
     distinct: dict[str, int] = {}
     pending: list[tuple[t.Any, t.Callable[[str], None]]] = []  # (FixResult, read-back check) to write
-    src_ident = ""
+    src_ident = os.path.splitext(os.path.basename(src_in.plans.path))[0] if src_in.plans.path else \
+        str(src_in.plans.data.get("plans_name") or "nnUNetPlans")
     total = len(configurations) * len(targets)
     for ci, configuration in enumerate(configurations):
         try:
@@ -216,10 +217,16 @@ def plan_pretraining(
             merged_fix = unified_of.get(target.label)
             served = number in ok_groups and (merged_fix is None or merged_fix.fix is not None)
             rows.append(TargetRow(
-                target.label, configuration, group=number, merged=target.label in unified_of,
+                target.label, target.side.configuration.name, group=number, merged=target.label in unified_of,
                 as_is_loads=target.report.compatible, as_is_share=_share(target.report),
                 transfer_share=_transfer_share(prepared, target),
                 unified=own, targeted_share=1.0 if served else None))
+    if out_dir is not None and src_in.plans.path and \
+            os.path.abspath(os.path.dirname(src_in.plans.path)) != out_dir and any(
+                g.pretraining is not None and g.pretraining.changed for g in groups):
+        notes.append(f"the pretraining plans go to {out_dir}, not next to the source's plans: copy them into the "
+                     "source dataset's folder under $nnUNet_preprocessed before the printed commands, which find "
+                     "plans there (-plans_name / -p)")
     if dry_run:
         return PretrainingPlan(source=src_in.label, source_plans_name=src_ident, configurations=tuple(configurations),
                                groups=tuple(groups), rows=tuple(rows), preprocessing=preprocessing,
@@ -346,7 +353,7 @@ def _commands(fix: t.Any, src_side: t.Any, members: list[_Target], merges: list[
     configuration = fix.configuration
     plans_name = plans_identifier(src_side) if fix.already_compatible else fix.plans_name
     out: list[str] = []
-    if not fix.already_compatible:
+    if not fix.already_compatible and any(c.startswith("nnUNetv2_preprocess ") for c in fix.commands):
         out.append(preprocess_command(dataset, plans_name, configuration))
     out.append(f"nnUNetv2_train {command_id(dataset)} {shlex.quote(configuration)} all -p {shlex.quote(plans_name)}"
                + tr(pretrain_tr))

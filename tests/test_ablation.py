@@ -149,3 +149,19 @@ def test_other_input_channels_refuse_the_unified_arms(checkpoint, tmp_path, run_
     assert arms["transfer"]["made"]  # 1 -> 4 channels: adapt repeats the stem over the channels
     code, stdout, err = run_cli("ablation", checkpoint, target, "-o", tmp_path / "missing", "--dry-run")
     assert code == 2 and "not a folder" in err
+
+
+def test_folds_target_configuration_and_the_output_folder(checkpoint, tmp_path, run_cli):
+    target, out = _target(tmp_path)
+    code, stdout, err = run_cli("ablation", checkpoint, target, "-o", out, "--folds", "all", "--dry-run")
+    assert code == 2 and "training data" in err
+    code, stdout, err = run_cli("ablation", checkpoint, target, "-o", out, "--target-configuration", "3d_fullres",
+                                "--folds", "0", "--arms", "transfer", "--dry-run", "--format", "json")
+    assert code == 0, err
+    assert json.loads(stdout)["configuration"] == "3d_fullres"
+    new = out / "new"  # created: its parent exists
+    code, stdout, err = run_cli("ablation", checkpoint, target, "-o", new, "--folds", "0", "--arms", "transfer")
+    assert code == 0, err
+    assert (new / "ablation.json").is_file() and (new / "transfer.pth").is_file()
+    names = {a["name"]: a["plans"] for a in load(new / "ablation.json")["arms"]}
+    assert names["transfer"] == "nnUNetPlans_ablation_from_Dataset906_SmallImages_transfer"

@@ -192,3 +192,15 @@ def test_bad_input_is_one_line_and_exit_3(datasets, run_cli, tmp_path):
     code, out, err = run_cli("plan-pretraining", datasets / SOURCE / "nnUNetPlans.json", *_paths(datasets)[:1],
                              "-o", tmp_path / "missing")
     assert code == 2 and "not a folder" in err
+
+
+def test_a_refused_page_or_no_applicable_row_writes_nothing(datasets, run_cli, tmp_path):
+    mine = tmp_path / "mine.html"
+    mine.write_text("<p>mine</p>")
+    before = sorted(os.listdir(datasets / SOURCE))
+    code, out, err = run_cli("plan-pretraining", datasets / SOURCE / "nnUNetPlans.json",
+                             *_paths(datasets, [("Dataset902_CTAnisotropic", "nnUNetPlans")]), "--html", mine)
+    assert code == 2 and str(mine) in err and sorted(os.listdir(datasets / SOURCE)) == before
+    code, out, err = run_cli("plan-pretraining", datasets / SOURCE / "nnUNetPlans.json",
+                             *_paths(datasets, [("Dataset902_CTAnisotropic", "nnUNetPlans")]), "-c", "bogus")
+    assert code == 3 and "nothing to plan" in err and sorted(os.listdir(datasets / SOURCE)) == before

@@ -44,6 +44,10 @@ def compare_command(results: tuple[str, ...], manifest: str | None, results_fold
     from plancheck.render import render
     from plancheck.results import compare_results
 
+    if html:
+        from plancheck.render.html import check_html_path
+
+        check_html_path(html)
     result = compare_results(results, manifest=manifest, baseline=baseline, folds=folds or None,
                              results_folder=results_folder, trainer=trainer, plans_identifier=plans_identifier,
                              configuration=configuration)

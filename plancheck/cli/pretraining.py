@@ -65,6 +65,10 @@ def plan_pretraining_command(source: str, targets: tuple[str, ...], configuratio
     def show_progress(done: int, total: int, name: str) -> None:
         click.echo(f"\r[{done}/{total}] {name[-60:]:<60}", err=True, nl=done == total)
 
+    if html:  # refused before anything is written, not after the plans are
+        from plancheck.render.html import check_html_path
+
+        check_html_path(html)
     progress = show_progress if not quiet and len(targets) > 3 and sys.stderr.isatty() else None
     result = plan_pretraining(source, list(targets), list(configurations) or None, out=out,
                               max_pretrainings=max_pretrainings, preprocessing=preprocessing, force=force,
@@ -74,4 +78,7 @@ def plan_pretraining_command(source: str, targets: tuple[str, ...], configuratio
                               target_configuration=target_configuration, target_dataset_json=target_dataset_json)
     write_html(html, result)
     click.echo(render(result, fmt), nl=False)
+    if not any(r.not_applicable is None for r in result.rows):
+        click.echo("plancheck: error: nothing to plan: every target lacks the configuration (or the source does)",
+                   err=True)
     return result.exit_code

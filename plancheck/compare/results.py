@@ -70,6 +70,10 @@ def _names(names: t.Collection[str], n: int = 3) -> str:
 def paired(arm: ArmResult, baseline: ArmResult) -> Paired:
     """``arm`` against ``baseline``, case by case (refused unless both hold the same cases)."""
     ours, theirs = set(arm.case_dice), set(baseline.case_dice)
+    for side in (arm, baseline):
+        if not side.folds:
+            return Paired(arm.name, baseline.name, refusal=f"no results of {side.name} found (not trained, or no "
+                                                            "validation summary)")
     if ours != theirs:
         only_ours, only_theirs = ours - theirs, theirs - ours
         parts = []

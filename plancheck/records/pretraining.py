@@ -216,10 +216,13 @@ class PretrainingPlan(Rendered):
     @property
     def exit_code(self) -> int:
         """0: every target has a verified targeted pretraining; 1: some target has none (a group the
-        pretraining dataset cannot be planned for, or a limit that cannot be met); 3: a target could not be read."""
+        pretraining dataset cannot be planned for, or a limit that cannot be met); 3: a target could not be read, or
+        no row applies (every target lacks the configuration)."""
         if any(r.error for r in self.rows):
             return int(ExitCode.INPUT)
         applicable = [r for r in self.rows if r.not_applicable is None]
+        if not applicable:  # nothing planned: every combination lacks the configuration on one side
+            return int(ExitCode.INPUT)
         if any(r.targeted_share is None for r in applicable):
             return int(ExitCode.INCOMPATIBLE)
         if self.max_pretrainings is not None and any(

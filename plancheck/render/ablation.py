@@ -32,8 +32,8 @@ def _lines(a: Ablation, code: str) -> list[str]:
     if a.dry_run:
         lines.append("(dry run: nothing written)")
     else:
-        lines.append(f"Wrote {len(a.written)} files (each read back), the manifest {a.manifest} and the script "
-                     f"{a.script}.")
+        lines.append(f"Wrote {len(a.written)} files, each read back, among them the manifest {a.manifest} and the "
+                     f"script {a.script}.")
         lines.append(f"Run: EXTRA='-device cpu' bash {a.script} [ARM ...]   (EXTRA only on a machine without CUDA)")
         lines.append(f"Then: plancheck compare --manifest {a.manifest}")
     return lines

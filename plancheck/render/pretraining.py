@@ -90,7 +90,7 @@ def _text(plan: PretrainingPlan, verbose: bool) -> str:
     if plan.notes:
         lines += ["", "Notes:", *(f"  - {n}" for n in plan.notes)]
     if plan.dry_run:
-        lines += ["", "(dry run: nothing written)"]
+        lines += ["", "(dry run: no plans written)"]
     return "\n".join(lines) + "\n"
 
 
