@@ -13,26 +13,17 @@ import typing as t
 
 from plancheck.records.matrix import Matrix
 from plancheck.render.html.check import check_section
-from plancheck.render.html.page import esc, page, percent_floor
+from plancheck.render.html.page import esc, page, percent_floor, share_class
 from plancheck.render.registry import HTML, register
 
 __all__ = ["matrix_page"]
-
-
-def _q(share: float | None) -> str:
-    if share is None:
-        return ""
-    for q, limit in ((5, 1.0), (4, 0.9), (3, 0.75), (2, 0.5), (1, 0.25)):
-        if share >= limit:
-            return f"q{q}"
-    return "q0"
 
 
 def _share_cell(loadable: int | None, total: int | None) -> str:
     if loadable is None or total is None:
         return '<td class="num" data-v="-1">—</td>'
     share = loadable / total if total else 1.0
-    return f'<td class="num {_q(share)}" data-v="{share:.6f}">{percent_floor(share)}</td>'
+    return f'<td class="num {share_class(share)}" data-v="{share:.6f}">{percent_floor(share)}</td>'
 
 
 @register(Matrix, HTML)

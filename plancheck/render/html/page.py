@@ -254,6 +254,16 @@ def shape_text(shape: t.Sequence[int] | None) -> str:
     return "—" if shape is None else "[" + ", ".join(str(s) for s in shape) + "]"
 
 
+def share_class(share: float | None) -> str:
+    """The colour class of a share cell (``q5`` at 100% down to ``q0``; none without a share)."""
+    if share is None:
+        return ""
+    for q, limit in ((5, 1.0), (4, 0.9), (3, 0.75), (2, 0.5), (1, 0.25)):
+        if share >= limit:
+            return f"q{q}"
+    return "q0"
+
+
 def percent_floor(share: float) -> str:
     """``share`` as a percentage to 0.1, rounded down from ``100 * share``: matrix cells, the transfer verdict.
 

@@ -12,26 +12,17 @@ from __future__ import annotations
 import typing as t
 
 from plancheck.records.pretraining import PretrainingPlan
-from plancheck.render.html.page import esc, page, percent_floor
+from plancheck.render.html.page import esc, page, percent_floor, share_class
 from plancheck.render.pretraining import headline, pretraining_line, short
 from plancheck.render.registry import HTML, register
 
 __all__ = ["pretraining_page"]
 
 
-def _q(share: float | None) -> str:
-    if share is None:
-        return ""
-    for q, limit in ((5, 1.0), (4, 0.9), (3, 0.75), (2, 0.5), (1, 0.25)):
-        if share >= limit:
-            return f"q{q}"
-    return "q0"
-
-
 def _share(share: float | None, prefix: str = "") -> str:
     if share is None:
         return '<td class="num" data-v="-1">—</td>'
-    return f'<td class="num {_q(share)}" data-v="{share:.6f}">{esc(prefix)}{percent_floor(share)}</td>'
+    return f'<td class="num {share_class(share)}" data-v="{share:.6f}">{esc(prefix)}{percent_floor(share)}</td>'
 
 
 @register(PretrainingPlan, HTML)
